@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages emotalk3d needs and that are missing: espeak-ng (speech for the
+# synthetic data and the examples). Idempotent; uses sudo when not root.
+set -euo pipefail
+
+need=()
+ldconfig -p 2>/dev/null | grep -q 'libespeak-ng\.so' || need+=(libespeak-ng1 espeak-ng-data)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing system packages: ${need[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "error: need root (or sudo) to apt-get install ${need[*]}" >&2; exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
