@@ -50,9 +50,7 @@ assert len(ARKIT_NAMES) == 52
 def check_emotion(name: str) -> str:
     """Return `name` if it is a known emotion, else raise a ValueError listing the valid ones."""
     if name not in EMOTIONS:
-        raise ValueError(
-            f"unknown emotion {name!r}; expected one of: {', '.join(EMOTIONS)}"
-        )
+        raise ValueError(f"unknown emotion {name!r}; expected one of: {', '.join(EMOTIONS)}")
     return name
 
 

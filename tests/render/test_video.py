@@ -1,0 +1,50 @@
+"""mp4 output: one H.264 video and one AAC audio stream with matching durations, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotalk3d.render.video import Mp4Writer, probe_video, save_png_atomic, write_mp4
+
+
+def _frames(t: int, h: int = 32, w: int = 48) -> np.ndarray:  # [T, H, W, 3] uint8
+    ramp = np.linspace(0, 255, t, dtype=np.float32)[:, None, None, None]
+    return np.broadcast_to(ramp, (t, h, w, 3)).astype(np.uint8).copy()
+
+
+def test_mp4_has_video_and_audio_with_matching_durations(tmp_path):
+    fps, sr = 25, 16000
+    duration = 1.37
+    audio = 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(duration * sr)) / sr).astype(np.float32)
+    t = int(np.ceil(duration * fps))
+    out = write_mp4(tmp_path / "clip.mp4", iter(_frames(t)), fps, audio, sr)
+    streams = {s.kind: s for s in probe_video(out)}
+    assert set(streams) == {"video", "audio"}
+    assert streams["video"].codec == "h264" and streams["audio"].codec == "aac"
+    assert streams["video"].frames == t
+    assert (streams["video"].width, streams["video"].height) == (48, 32)
+    assert abs(streams["video"].duration_s - t / fps) < 1.0 / fps
+    assert abs(streams["audio"].duration_s - duration) < 1.0 / fps
+
+
+def test_odd_size_is_rejected_with_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="even"):
+        Mp4Writer(tmp_path / "x.mp4", 25, 33, 32)
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    out = tmp_path / "bad.mp4"
+    with pytest.raises(ValueError, match="expected frames"):
+        with Mp4Writer(out, 25, 32, 32) as writer:
+            writer.write(np.zeros((4, 16, 16, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_png_atomic_roundtrip(tmp_path):
+    from PIL import Image
+
+    img = (np.random.default_rng(0).random((8, 10, 3)) * 255).astype(np.uint8)
+    path = save_png_atomic(tmp_path / "f.png", img)
+    assert np.array_equal(np.asarray(Image.open(path)), img)
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
