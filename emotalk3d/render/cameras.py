@@ -32,6 +32,9 @@ from emotalk3d.data.format import Camera
 # 2 * 650 * tan(15 deg) = 348 mm.
 DEFAULT_DISTANCE = 650.0  # mm, camera centre to target
 DEFAULT_FOV_DEG = 30.0  # vertical field of view
+# The rigs put the origin at eye height, 105 mm behind the nose tip (docs/rigs.md); aiming a
+# little lower centres the face from hairline to chin (the nose tip lands near the centre).
+DEFAULT_TARGET = (0.0, -30.0, 0.0)  # mm
 DEFAULT_NUM_CAMERAS = 11
 DEFAULT_ARC_DEG = 180.0
 
@@ -180,7 +183,7 @@ def orbit_eye(
     yaw_deg: float,
     pitch_deg: float = 0.0,
     distance: float = DEFAULT_DISTANCE,
-    target: ArrayLike = (0.0, 0.0, 0.0),  # [3]
+    target: ArrayLike = DEFAULT_TARGET,  # [3]
     height: float = 0.0,
 ) -> np.ndarray:  # [3]
     """Camera centre at `yaw_deg`/`pitch_deg` on a sphere of radius `distance` around `target`,
@@ -194,7 +197,7 @@ def orbit_camera(
     yaw_deg: float,
     pitch_deg: float = 0.0,
     distance: float = DEFAULT_DISTANCE,
-    target: ArrayLike = (0.0, 0.0, 0.0),  # [3]
+    target: ArrayLike = DEFAULT_TARGET,  # [3]
     height: float = 0.0,
 ) -> np.ndarray:  # [4, 4] world_to_cam
     """World-to-camera matrix of a camera orbiting `target` and looking at it.
@@ -253,7 +256,7 @@ def arc_cameras(
     arc_deg: float = DEFAULT_ARC_DEG,
     distance: float = DEFAULT_DISTANCE,
     height: float = 0.0,
-    target: ArrayLike = (0.0, 0.0, 0.0),  # [3]
+    target: ArrayLike = DEFAULT_TARGET,  # [3]
     width: int = 256,
     height_px: int | None = None,
     fov_deg: float = DEFAULT_FOV_DEG,
@@ -302,7 +305,7 @@ def interpolate_orbit(
     yaw_keys_deg: Sequence[float] = (-30.0, 30.0),
     pitch_keys_deg: Sequence[float] | None = None,
     distance: float = DEFAULT_DISTANCE,
-    target: ArrayLike = (0.0, 0.0, 0.0),  # [3]
+    target: ArrayLike = DEFAULT_TARGET,  # [3]
     height: float = 0.0,
     loop: bool = False,
 ) -> np.ndarray:  # [T, 4, 4]

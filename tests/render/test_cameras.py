@@ -8,6 +8,7 @@ import torch
 
 from emotalk3d.render.cameras import (
     DEFAULT_DISTANCE,
+    DEFAULT_TARGET,
     arc_cameras,
     camera_center,
     interpolate_orbit,
@@ -38,8 +39,9 @@ def test_look_at_maps_target_to_image_centre_and_up_to_smaller_rows():
 
 def test_frontal_camera_sees_subjects_left_on_image_right():
     m = orbit_camera(0.0)
-    np.testing.assert_allclose(camera_center(m), [0, 0, DEFAULT_DISTANCE], atol=1e-9)
-    uv, _ = project_points(np.array([[50.0, 0.0, 0.0]]), m, K)  # +x: the subject's left
+    ty = DEFAULT_TARGET[1]
+    np.testing.assert_allclose(camera_center(m), [0, ty, DEFAULT_DISTANCE], atol=1e-9)
+    uv, _ = project_points(np.array([[50.0, ty, 0.0]]), m, K)  # +x: the subject's left
     assert uv[0, 0] > 100.0
     assert yaw_of(m) == pytest.approx(0.0, abs=1e-9)
 
@@ -71,7 +73,7 @@ def test_orbit_30_equals_arc_camera_at_30_and_yawed_frontal():
 
 
 def test_pitch_up_raises_the_camera():
-    m = orbit_camera(0.0, 20.0, 500.0)
+    m = orbit_camera(0.0, 20.0, 500.0, target=(0.0, 0.0, 0.0))
     c = camera_center(m)
     assert c[1] == pytest.approx(500.0 * np.sin(np.radians(20)))
 

@@ -260,7 +260,9 @@ def face_vertex_albedo(
     P = len(template_vertices)
     v = template_vertices
     get = lambda name: regions.get(name, np.zeros(P, bool)).astype(bool)  # noqa: E731
-    lips, eyes, interior = get("lips"), get("eyes"), get("mouth_interior")
+    lips, interior = get("lips"), get("mouth_interior")
+    # the eye surfaces: "eyeballs" when the rig has them ("eyes" also holds lids and brows)
+    eyes = get("eyeballs") if get("eyeballs").any() else np.zeros(P, bool)
     teeth, tongue = get("teeth"), get("tongue")
     if interior.any() and not teeth.any() and not tongue.any():
         # no finer regions: the front of the interior is teeth, its lower back the tongue
@@ -280,7 +282,11 @@ def face_vertex_albedo(
     albedo[teeth] = app.teeth
     albedo[eyes] = app.sclera
     tex = 1.0 - (interior | teeth | tongue | eyes).astype(np.float64)
-    return albedo, eyes.astype(np.float64), tex
+    eye_w = eyes.astype(np.float64)
+    if not eyes.any() and get("eyes").any():
+        # no eyeballs: the overlay paints a dark iris/eye-line on the eye region's centres
+        eye_w = get("eyes").astype(np.float64)
+    return albedo, eye_w, tex
 
 
 def eye_overlay(

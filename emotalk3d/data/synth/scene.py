@@ -96,8 +96,13 @@ def measure_head(
     lo, hi = v.min(0), v.max(0)
     width = float(hi[0] - lo[0])
     cz = float(np.clip(0.0, lo[2], hi[2]))  # rig convention: origin near the head centre
-    eyes = regions.get("eyes", np.zeros(P, bool)).astype(bool)
+    eyes = regions.get("eyeballs", np.zeros(P, bool)).astype(bool)
+    if not eyes.any():
+        eyes = regions.get("eyes", np.zeros(P, bool)).astype(bool)
     eye_y = float(vertices[eyes, 1].mean()) if eyes.any() else float(lo[1] + 0.6 * (hi - lo)[1])
+    temples = v[v[:, 1] > eye_y + 15.0]  # above the ears: the skull's width
+    if len(temples) >= 3:
+        width = float(np.ptp(temples[:, 0]))
     face = regions.get("face", np.ones(P, bool)).astype(bool) & ~interior
     chin_y = float(vertices[face, 1].min()) if face.any() else float(lo[1])
     up = v[v[:, 1] > eye_y + 15.0]
@@ -123,11 +128,20 @@ def hair_cap(
     rb, rf, ry = c[2] - head.back_z, max(head.front_z - c[2], 0.6 * a), max(top - c[1], 0.5 * a)
     # 0 = front (+z); the UV seam (duplicated column) sits at the back
     phi = np.linspace(-np.pi, np.pi, cols + 1)
+    rel = vertices - c
+    rn = np.linalg.norm(rel, axis=1)
+    v_elev = np.arcsin(np.clip(rel[:, 1] / np.maximum(rn, 1e-9), -1, 1))
+    v_phi = np.arctan2(rel[:, 0], rel[:, 2])
     hair_front = head.eye_y + rng.uniform(0.28, 0.36) * head.width  # hairline height
     e_front = np.arcsin(np.clip((hair_front - c[1]) / ry, -0.9, 0.9))
     e_back = np.radians(rng.uniform(-55, -40))
-    w = 0.5 + 0.5 * np.cos(phi)
-    e0 = e_front * w + e_back * (1 - w)  # [cols] hairline elevation
+
+    def hairline(ph: np.ndarray) -> np.ndarray:  # [n] azimuth -> [n] elevation
+        """High at the front, above the ears at the sides, low at the nape."""
+        w = np.sqrt(0.5 + 0.5 * np.cos(ph))
+        return e_front * w + e_back * (1 - w)
+
+    e0 = hairline(phi)  # [cols + 1]
     t = np.linspace(0.0, 1.0, rows)[:, None]
     elev = e0[None] + t * (np.pi / 2 - e0[None])  # [rows, cols]
     rz = np.where(np.cos(phi) > 0, rf, rb)[None]
@@ -136,11 +150,12 @@ def hair_cap(
     )  # [rows, cols, 3] points on the unit-scaled skull ellipsoid
     # scale each direction out to the farthest template vertex near it (never inside it)
     unit = dirs / np.linalg.norm(dirs, axis=-1, keepdims=True)
-    rel = vertices - c
-    rn = np.linalg.norm(rel, axis=1)
-    cosang = unit.reshape(-1, 3) @ (rel / np.maximum(rn, 1e-9)[:, None]).T  # [Q, P]
+    # only template vertices in the cap region (not ears, not the face) push the cap out
+    region = v_elev > hairline(v_phi) - np.radians(4.0)
+    rel, rn = rel[region], rn[region]
+    cosang = unit.reshape(-1, 3) @ (rel / np.maximum(rn, 1e-9)[:, None]).T  # [Q, P']
     near = cosang > np.cos(np.radians(12.0))
-    radial = np.where(near, rn[None] * cosang, 0.0).max(1)  # farthest template point per dir
+    radial = np.where(near, rn[None] * cosang, 0.0).max(1, initial=0.0)  # farthest per dir
     base = np.linalg.norm(dirs, axis=-1).reshape(-1)
     r = np.maximum(base, radial).reshape(rows, cols + 1)
     # smooth the radius map a little (wrapping in phi) so the cap has no spikes
@@ -261,6 +276,7 @@ def build_scene(
 
     hv, hf, huv = hair_cap(v, regions, head, rng)
     (nv, nf, nuv), (tv, tf, tuv) = neck_and_torso(head)
+    has_neck = v[:, 1].min() < head.chin_y - 40.0  # e.g. ICT's head_neck: no neck proxy
 
     def part(name, pv, pf, puv, colour, material):
         n = len(pv)
@@ -272,6 +288,8 @@ def build_scene(
         part("neck", nv, nf, nuv, app.skin, ap.SKIN),
         part("torso", tv, tf, tuv, app.cloth, ap.CLOTH),
     ]
+    if has_neck:
+        proxies.pop(1)
     interior = regions.get("mouth_interior", np.zeros(P, bool))
     pool = np.nonzero(~interior)[0]
     tree = cKDTree(v[pool])
@@ -282,7 +300,7 @@ def build_scene(
     wk = wk / wk.sum(1, keepdims=True) * (NECK_FOLLOW * np.exp(-d[:, :1] / NECK_DECAY))
     return Scene(
         template=v, faces=f, uvs=np.asarray(uvs, np.float64), appearance=app,
-        eye_model=ap.eye_model(v, regions.get("eyes")), face_albedo=albedo, face_eye=eye,
+        eye_model=ap.eye_model(v, eye > 0.5), face_albedo=albedo, face_eye=eye,
         face_tex=tex, anchors=anchors, proxies=proxies, neck_idx=pool[idx], neck_w=wk,
     )  # fmt: skip
 
