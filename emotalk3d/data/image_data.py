@@ -209,6 +209,7 @@ class SubjectDataModule(pl.LightningDataModule):
             num_workers: DataLoader workers (0 keeps the image cache in this process).
         """
         super().__init__()
+        self.save_hyperparameters()
         if stage not in ("canonical", "dynamic"):
             raise ValueError(f"stage must be 'canonical' or 'dynamic', got {stage!r}")
         if not 0 < image_scale <= 4:

@@ -161,6 +161,7 @@ class SubjectModule(pl.LightningModule):
         )
         self._val_outputs: list[dict[str, float]] = []
         self._t0: float | None = None
+        self._prev_seconds = 0.0  # training time of the runs this one resumes
 
     # ------------------------------------------------------------------ building
     def _build_head(self, vertices, faces, uvs) -> None:
@@ -420,10 +421,8 @@ class SubjectModule(pl.LightningModule):
             k: (v.detach().cpu() if isinstance(v, Tensor) else v)
             for k, v in (self.strategy_state or {}).items()
         }
-        if self._t0 is not None:
-            checkpoint["train_seconds"] = checkpoint.get("train_seconds", 0.0) + (
-                time.perf_counter() - self._t0
-            )
+        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        checkpoint["train_seconds"] = self._prev_seconds + elapsed
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
@@ -435,6 +434,7 @@ class SubjectModule(pl.LightningModule):
         num_otf = counts["otf"] if counts else state["head.canonical.otf.means"].shape[0]
         if num_otf != self.head.num_otf:
             self.head.resize_otf(num_otf)
+        self._prev_seconds = float(checkpoint.get("train_seconds", 0.0))
         saved = checkpoint.get("strategy_state")
         if saved is not None and self.strategy_state is not None:
             dev = self.background.device
