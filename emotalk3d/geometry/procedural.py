@@ -280,7 +280,7 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
     # ---- masks and weights used by the expressions
     P = len(V)
     X, Y, Z = V[:, 0], V[:, 1], V[:, 2]
-    eyeball = np.pad(eyeball, (0, P - n_skin))
+    eyeballs = np.pad(eyeball, (0, P - n_skin))
     is_skin = part == 0
     is_dup = np.zeros(P, bool)
     is_dup[dup] = True
@@ -321,8 +321,9 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
     jaw_rot = rot_x(JAW_OPEN_DEG) * jaw[:, None]
     E["jawOpen"] = jaw_rot
     E["jawForward"] = np.stack([0 * X, 0 * X, 6.0 * jaw], 1)
-    E["jawLeft"] = np.stack([7.0 * jaw, 0 * X, 0 * X], 1)
-    E["jawRight"] = np.stack([-7.0 * jaw, 0 * X, 0 * X], 1)
+    # sideways jaw shifts also tilt (the far side drops), so jawLeft is not -jawRight
+    E["jawLeft"] = np.stack([7.0 * jaw, -1.5 * jaw * np.maximum(-X, 0) / 60.0, 0 * X], 1)
+    E["jawRight"] = np.stack([-7.0 * jaw, -1.5 * jaw * np.maximum(X, 0) / 60.0, 0 * X], 1)
 
     # mouthClose: upper and lower lip meet halfway when the jaw is open (ARKit semantics)
     gap = np.zeros((NC, 3))
@@ -340,10 +341,14 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
     lip_sign = upper_side - lower_side  # +1 upper lip, -1 lower lip
     E["mouthFunnel"] = np.stack([-0.25 * X * lips_w, 3.5 * lip_sign * lips_w, 8.0 * lips_w], 1)
     E["mouthPucker"] = np.stack([-0.4 * X * lips_w, -0.5 * lip_sign * lips_w, 10.0 * lips_w], 1)
-    E["mouthLeft"] = np.stack([7.0 * lips_w, 0 * X, -1.0 * lips_w], 1)
-    E["mouthRight"] = np.stack([-7.0 * lips_w, 0 * X, -1.0 * lips_w], 1)
-    E["mouthRollUpper"] = np.stack([0 * X, -2.0 * lips_w, -3.0 * lips_w], 1) * upper_side[:, None]
-    E["mouthRollLower"] = np.stack([0 * X, 2.0 * lips_w, -3.0 * lips_w], 1) * lower_side[:, None]
+    # mouthLeft/Right pull toward one side (their own profiles, so they are not negatives)
+    to_l = _gauss(X, Y, 8.0, MOUTH_Y, 24.0, 11.0) * is_skin
+    to_r = _gauss(X, Y, -8.0, MOUTH_Y, 24.0, 11.0) * is_skin
+    E["mouthLeft"] = np.stack([7.0 * to_l, 0 * X, 0 * X], 1)
+    E["mouthRight"] = np.stack([-7.0 * to_r, 0 * X, 0 * X], 1)
+    roll = _gauss(X, Y, 0.0, MOUTH_Y, 22.0, 6.0) * is_skin  # the lip margins roll in
+    E["mouthRollUpper"] = np.stack([0 * X, -2.0 * roll, -3.0 * roll], 1) * upper_side[:, None]
+    E["mouthRollLower"] = np.stack([0 * X, 2.0 * roll, -3.0 * roll], 1) * lower_side[:, None]
     E["mouthShrugUpper"] = np.stack([0 * X, 2.5 * lips_w, 1.5 * lips_w], 1) * upper_side[:, None]
     chin_w = _gauss(X, Y, 0.0, MOUTH_Y - 20.0, 22.0, 16.0) * is_skin
     E["mouthShrugLower"] = np.stack([0 * X, 3.0 * chin_w, 2.0 * chin_w], 1) * lower_side[:, None]
@@ -358,7 +363,7 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
         E["mouthFrown" + sfx] = np.stack([sx * 1.0 * corner, -6.0 * corner, -1.0 * corner], 1)
         E["mouthDimple" + sfx] = np.stack([sx * 3.0 * corner, 0 * X, -3.5 * corner], 1)
         E["mouthStretch" + sfx] = np.stack([sx * 7.0 * corner, -3.0 * corner, -2.0 * corner], 1)
-        press = lips_w * half
+        press = _gauss(X, Y, 0.0, MOUTH_Y, 20.0, 4.0) * is_skin * half  # the lip line
         E["mouthPress" + sfx] = np.stack([0 * X, -0.7 * lip_sign * press, -2.0 * press], 1)
         E["mouthUpperUp" + sfx] = (np.stack([0 * X, 5.0 * upper_half, 1.0 * upper_half], 1)
                                    * upper_side[:, None])  # fmt: skip
@@ -374,6 +379,7 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
         # eyes: lids relative to the eye frame
         dx, s, yu, yl = _eye_frame(X, Y, sx)
         in_eye = (np.abs(dx) < 14.0) & is_skin & (front > 0.5)
+        eyeball = eyeballs & in_eye  # this side's eye surface
         lid_up = in_eye & (Y >= yu)
         band_u = np.clip(1.0 - (Y - yu) / 9.0, 0.0, 1.0) * lid_up
         lid_lo = in_eye & (Y <= yl)
@@ -388,11 +394,13 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
         sq = np.zeros((P, 3))
         sq[:, 1] = 2.5 * s * (band_l + eyeball * (1 - frac)) - 1.0 * s * (band_u + eyeball * frac)
         E["eyeSquint" + sfx] = sq
-        centre_eye = eyeball * s * np.clip(1 - np.abs(Y - 1.0) / 5.0, 0, 1) * side_mask(sx, 40)
+        row_eye = eyeball * s * np.clip(1 - np.abs(Y - 1.0) / 5.0, 0, 1) * side_mask(sx, 40)
+        look_in = row_eye * _gauss(X, Y, sx * (EYE_X - 5.0), 1.0, 8.0, 50.0)
+        look_out = row_eye * _gauss(X, Y, sx * (EYE_X + 5.0), 1.0, 8.0, 50.0)
         E["eyeLookUp" + sfx] = np.stack([0 * X, 1.2 * (band_u + frac * eyeball), 0 * X], 1)
         E["eyeLookDown" + sfx] = np.stack([0 * X, -2.0 * s * (band_u + frac * eyeball), 0 * X], 1)
-        E["eyeLookIn" + sfx] = np.stack([-sx * 1.5 * centre_eye, 0 * X, 0 * X], 1)
-        E["eyeLookOut" + sfx] = np.stack([sx * 1.5 * centre_eye, 0 * X, 0 * X], 1)
+        E["eyeLookIn" + sfx] = np.stack([-sx * 1.5 * look_in, 0 * X, 0 * X], 1)
+        E["eyeLookOut" + sfx] = np.stack([sx * 1.5 * look_out, 0 * X, 0 * X], 1)
         # nose, cheeks
         wing = _gauss(X, Y, sx * 12.0, NOSE_TIP_Y + 6.0, 7.0, 9.0) * is_skin
         E["noseSneer" + sfx] = np.stack([sx * 0.5 * wing, 3.5 * wing, 1.0 * wing], 1)
@@ -455,8 +463,8 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
         "head_back": is_skin & (np.cos(np.concatenate([phi_v, np.zeros(P - n_skin)])) < 0),
         "scalp": is_skin & ((Y > 50.0) | ((front < 0.05) & (Y > -30.0))),
         "lips": lips_r,
-        "eyes": eyes_r | eyeball,
-        "eyeballs": eyeball.copy(),
+        "eyes": eyes_r | eyeballs,
+        "eyeballs": eyeballs.copy(),
         "brows": brows_r,
         "nose": is_skin & (nose > 0.3),
         "mouth_interior": part > 0,
@@ -480,8 +488,8 @@ def procedural_head_rig(resolution: str = "small", seed: int | None = None) -> L
         "chin": nearest(is_skin & (front > 0.5) & (Z > 0), (0.0, CHIN_Y)),
     }
     for sfx, sx in (("_L", 1.0), ("_R", -1.0)):
-        landmarks["eye_upper" + sfx] = nearest(eyeball, (sx * EYE_X, 6.0))
-        landmarks["eye_lower" + sfx] = nearest(eyeball, (sx * EYE_X, -4.5))
+        landmarks["eye_upper" + sfx] = nearest(eyeballs, (sx * EYE_X, 6.0))
+        landmarks["eye_lower" + sfx] = nearest(eyeballs, (sx * EYE_X, -4.5))
         landmarks["brow_inner" + sfx] = nearest(brows_r, (sx * 13.0, 16.0))
         landmarks["brow_outer" + sfx] = nearest(brows_r, (sx * 45.0, 14.0))
     if not (lips_r[landmarks["lip_upper_mid"]] and lips_r[landmarks["lip_lower_mid"]]):
