@@ -39,9 +39,9 @@ def hubert_config(size: HubertSize) -> HubertConfig:
     """A HubertConfig for a randomly initialised model of a named size.
 
     Args:
-        size: ``tiny`` (hidden 32, 2 layers, for tests: milliseconds per clip), ``small``
-            (hidden 256, 4 layers, for the CPU demo), or ``base`` (the standard 768-wide,
-            12-layer HuBERT Base, as facebook/hubert-base-ls960).
+        size: ``tiny`` (hidden 32, 2 layers: tests), ``small`` (hidden 256, 4 layers,
+            convolutions widening from 32 to 128 channels: the CPU demo), or ``base`` (the
+            standard 768-wide, 12-layer HuBERT Base, as facebook/hubert-base-ls960).
 
     Returns:
         The config. tiny and small use layer-normalised convolutions (exact for padded
@@ -71,7 +71,7 @@ def hubert_config(size: HubertSize) -> HubertConfig:
             num_hidden_layers=4,
             num_attention_heads=4,
             intermediate_size=1024,
-            conv_dim=(128,) * 7,
+            conv_dim=(32, 32, 64, 64, 128, 128, 128),
             conv_kernel=kernels,
             conv_stride=strides,
             feat_extract_norm="layer",
