@@ -144,23 +144,31 @@ def rasterize(
     tri_buf = torch.full((C * HW,), -1, dtype=torch.int64)
     bary_buf = torch.zeros((C * HW, 3), dtype=torch.float32)
     if sel.numel():
-        # per selected triangle: packed float data and box origin
+        # per selected triangle: barycentrics as affine functions of the pixel offset (lx, ly)
+        # inside its box, b_k = A_k lx + B_k ly + C_k, evaluated at the box origin's centre in
+        # float64 so that float32 per-candidate arithmetic stays precise
         flat = lambda t: t.reshape(C * F, *t.shape[2:])[sel]  # noqa: E731
-        pts = flat(tri_uv).to(torch.float32)  # [n, 3, 2]
-        inv_area = (1.0 / flat(area)).to(torch.float32)  # [n]
-        inv_z = (1.0 / flat(tri_z)).to(torch.float32)  # [n, 3]
-        cnt, bx, by, bwid = counts[sel], flat(j0), flat(i0), flat(bw)
-        base = (sel // F) * HW  # [n] pixel offset of the triangle's camera
+        pts = flat(tri_uv)  # [n, 3, 2] float64
+        bx, by, bwid = flat(j0), flat(i0), flat(bw)
+        ox = bx.to(pts.dtype)[:, None] + 0.5
+        oy = by.to(pts.dtype)[:, None] + 0.5
+        a_, b_ = pts[:, [1, 2, 0]], pts[:, [2, 0, 1]]  # edge k runs from vertex k+1 to k+2
+        inv_area = 1.0 / flat(area)[:, None]
+        coef_x = -(b_[..., 1] - a_[..., 1]) * inv_area  # [n, 3]
+        coef_y = (b_[..., 0] - a_[..., 0]) * inv_area
+        coef_c = ((b_[..., 0] - a_[..., 0]) * (oy - a_[..., 1])
+                  - (b_[..., 1] - a_[..., 1]) * (ox - a_[..., 0])) * inv_area  # fmt: skip
+        table = torch.cat([coef_x, coef_y, coef_c, 1.0 / flat(tri_z)], 1).to(torch.float32)
+        cnt = counts[sel]
+        base = (sel // F) * HW + by * W + bx  # [n] flat index of the box origin pixel
         fid = sel % F  # [n] face index
         ends = torch.cumsum(cnt, 0)
         # chunk boundaries: split the triangle list where the running count crosses chunk_size
         chunk_of = torch.div(ends - cnt, max(int(chunk_size), 1), rounding_mode="floor")
         bounds = torch.searchsorted(chunk_of, torch.unique(chunk_of)).tolist() + [sel.numel()]
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            _raster_chunk(
-                pts[a:b], inv_area[a:b], inv_z[a:b], cnt[a:b], bx[a:b], by[a:b], bwid[a:b],
-                base[a:b], fid[a:b], W, depth_buf, tri_buf, bary_buf,
-            )  # fmt: skip
+            _raster_chunk(table[a:b], cnt[a:b], bwid[a:b], base[a:b], fid[a:b], W,
+                          depth_buf, tri_buf, bary_buf)  # fmt: skip
 
     tri_id = tri_buf.view(C, H, W)
     bary = bary_buf.view(C, H, W, 3)
@@ -171,14 +179,10 @@ def rasterize(
 
 
 def _raster_chunk(
-    pts: Tensor,  # [n, 3, 2] screen-space triangle vertices
-    inv_area: Tensor,  # [n]
-    inv_z: Tensor,  # [n, 3]
-    cnt: Tensor,  # [n] candidate pixels per triangle
-    bx: Tensor,  # [n] box origin column
-    by: Tensor,  # [n] box origin row
+    table: Tensor,  # [n, 12] float32: A [3], B [3], C [3] barycentric coefficients, 1/z [3]
+    cnt: Tensor,  # [n] candidate pixels per triangle (its box size)
     bwid: Tensor,  # [n] box width
-    base: Tensor,  # [n] flat pixel offset of the triangle's camera
+    base: Tensor,  # [n] flat pixel index of the box origin (camera offset included)
     fid: Tensor,  # [n] face index
     W: int,
     depth_buf: Tensor,  # [C*H*W] updated in place
@@ -188,32 +192,19 @@ def _raster_chunk(
     n = cnt.shape[0]
     total = int(cnt.sum())
     rep = torch.repeat_interleave(torch.arange(n), cnt, output_size=total)  # [M]
-    start = torch.cumsum(cnt, 0) - cnt
-    local = torch.arange(total) - start[rep]
+    local = torch.arange(total) - (torch.cumsum(cnt, 0) - cnt)[rep]
     w = bwid[rep]
-    px = bx[rep] + local % w
-    py = by[rep] + torch.div(local, w, rounding_mode="floor")
-    cx = px.to(torch.float32) + 0.5
-    cy = py.to(torch.float32) + 0.5
-    p = pts[rep]  # [M, 3, 2]
-    # edge functions relative to a vertex of the edge (small numbers: good float32 precision)
-    dx = cx[:, None] - p[..., 0]  # [M, 3]  centre minus each vertex
-    dy = cy[:, None] - p[..., 1]
-    ex = p[:, [1, 2, 0], 0] - p[..., 0]  # [M, 3] edge k: vertex k -> vertex k+1
-    ey = p[:, [1, 2, 0], 1] - p[..., 1]
-    # b0 = E(v1, v2, c) / area, b1 = E(v2, v0, c) / area, b2 = E(v0, v1, c) / area with
-    # E(a, b, c) = (b.x - a.x)(c.y - a.y) - (b.y - a.y)(c.x - a.x); for b_k the edge starts at
-    # vertex k+1 and ends at vertex k+2.
-    s = [1, 2, 0]
-    edge = ex[:, s] * dy[:, s] - ey[:, s] * dx[:, s]  # [M, 3]
-    bary = edge * inv_area[rep][:, None]
+    ly = torch.div(local, w, rounding_mode="floor")
+    lx = local - ly * w
+    t = table[rep]  # [M, 12]
+    bary = t[:, 0:3] * lx[:, None] + t[:, 3:6] * ly[:, None] + t[:, 6:9]  # screen-space
     inside = (bary >= -_INSIDE_EPS).all(1)
     idx = inside.nonzero().squeeze(1)
     if idx.numel() == 0:
         return
     rep, bary = rep[idx], bary[idx].clamp(min=0.0)
-    pix = base[rep] + py[idx] * W + px[idx]
-    wz = bary * inv_z[rep]  # perspective: 1/z is affine in screen space
+    pix = base[rep] + ly[idx] * W + lx[idx]
+    wz = bary * t[idx, 9:12]  # perspective: 1/z is affine in screen space
     sz = wz.sum(1)
     depth = 1.0 / sz
     bary_pc = wz / sz[:, None]
