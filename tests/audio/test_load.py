@@ -180,3 +180,11 @@ def test_chunked_loading_equals_one_shot(tmp_path):
     decoded, _ = sf.read(path, dtype="float32")
     ref = soxr.resample(decoded.mean(axis=1).astype(np.float32), rate, 16000, "HQ")
     assert np.abs(whole.numpy() - ref).max() < 1e-5
+
+
+def test_agrees_with_the_synth_frame_count():
+    """data.synth.motion.frame_count (from a duration) and num_motion_frames (from samples)."""
+    from emotalk3d.data.synth.motion import frame_count
+
+    for n in [1, 639, 640, 641, 12345, 16000, 16001, 32640, 99999, 1_234_567]:
+        assert frame_count(n / 16000, 25) == num_motion_frames(n), n
