@@ -11,10 +11,10 @@ Only the runtime library ``libespeak-ng.so.1`` is needed (Debian/Ubuntu package
 ``libespeak-ng1`` with ``espeak-ng-data``; ``make setup`` installs it). espeak-ng renders
 22050 Hz 16-bit mono; the result is resampled to 16 kHz with soxr (quality ``HQ``).
 
-espeak-ng keeps global state and is not thread-safe: every call takes one process-wide lock,
-and the library is initialised once per process. Synthesis is deterministic: the same
-arguments give bit-identical audio (the only randomness, a small per-utterance prosody
-jitter, comes from ``seed``).
+espeak-ng keeps global state and is not thread-safe: every call takes one process-wide lock.
+Synthesis is deterministic: the same arguments give bit-identical audio whatever was spoken
+before (each utterance runs on a freshly loaded library, see :class:`_Espeak`; the only
+randomness, a small per-utterance prosody jitter and the tremolo phase, comes from ``seed``).
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ class Prosody:
         word_gap: Extra pause between words, in units of 10 ms.
         tilt: Spectral tilt, -1 (darker: high frequencies attenuated) to +1 (brighter, tenser).
         tremolo: Depth of a 6.5 Hz amplitude modulation, 0 (none) to 1.
+        formant: Playback speed-up of espeak-ng's output, which scales formants and pitch
+            together (above 1: a shorter vocal tract, as with a smile; below 1: longer, darker).
+            The rate given to espeak-ng is divided by it, so ``rate`` stays the spoken rate.
     """
 
     rate: float
@@ -78,6 +81,7 @@ class Prosody:
     word_gap: float = 0.0
     tilt: float = 0.0
     tremolo: float = 0.0
+    formant: float = 1.0
 
     def lerp(self, other: Prosody, t: float) -> Prosody:
         """Linear interpolation from ``self`` (t=0) to ``other`` (t=1), field by field."""
@@ -94,6 +98,7 @@ class Prosody:
             self.word_gap,
             self.tilt,
             self.tremolo,
+            self.formant,
         )
 
 
@@ -108,13 +113,15 @@ NEUTRAL_PROSODY = Prosody(rate=165, pitch=50, range=50, volume=100)
 # two of rate, pitch, range and loudness, so the eight are acoustically separable.
 EMOTION_PROSODY: dict[str, Prosody] = {
     "neutral": NEUTRAL_PROSODY,
-    "angry": Prosody(rate=205, pitch=40, range=85, volume=175, tilt=0.6),
-    "contempt": Prosody(rate=135, pitch=36, range=62, volume=100, word_gap=4, tilt=-0.2),
-    "disgusted": Prosody(rate=122, pitch=30, range=22, volume=130, word_gap=1, tilt=-0.5),
-    "fear": Prosody(rate=215, pitch=74, range=28, volume=85, tilt=0.2, tremolo=0.45),
-    "happy": Prosody(rate=190, pitch=68, range=88, volume=130, tilt=0.3),
-    "sad": Prosody(rate=108, pitch=28, range=12, volume=55, word_gap=3, tilt=-0.7),
-    "surprised": Prosody(rate=165, pitch=84, range=100, volume=140, tilt=0.2),
+    "angry": Prosody(rate=200, pitch=40, range=85, volume=175, tilt=0.6),
+    "contempt": Prosody(rate=125, pitch=38, range=75, volume=85, word_gap=3, tilt=-0.35),
+    "disgusted": Prosody(
+        rate=122, pitch=30, range=22, volume=130, word_gap=1, tilt=-0.5, formant=0.95
+    ),
+    "fear": Prosody(rate=215, pitch=76, range=25, volume=85, tilt=0.2, tremolo=0.6, formant=1.03),
+    "happy": Prosody(rate=205, pitch=64, range=72, volume=125, tilt=0.35, formant=1.08),
+    "sad": Prosody(rate=115, pitch=28, range=12, volume=55, word_gap=1, tilt=-0.7, formant=0.96),
+    "surprised": Prosody(rate=140, pitch=88, range=100, volume=140, tilt=0.1),
 }
 assert set(EMOTION_PROSODY) == set(EMOTIONS)
 
@@ -122,6 +129,11 @@ assert set(EMOTION_PROSODY) == set(EMOTIONS)
 # small next to the differences between emotions, large enough that a classifier cannot key
 # on exact values.
 _JITTER = Prosody(rate=0.03, pitch=2.0, range=3.0, volume=0.03)
+
+# Sentence-final punctuation per emotion: espeak-ng speaks a clause ending in "?" with a
+# rising terminal contour and one ending in "!" with its exclamation tune. Emotions not
+# listed end with a full stop.
+TERMINAL: dict[str, str] = {"surprised": "?", "angry": "!", "happy": "!"}
 
 TREMOLO_HZ = 6.5
 """Frequency of the fear tremolo (amplitude modulation) in Hz."""
@@ -159,6 +171,7 @@ def prosody_for(
         word_gap=p.word_gap,
         tilt=p.tilt,
         tremolo=p.tremolo,
+        formant=p.formant,
     )
 
 
@@ -267,57 +280,90 @@ _CALLBACK = ctypes.CFUNCTYPE(
 )
 
 
+def _load_library() -> ctypes.CDLL:
+    """dlopen libespeak-ng and declare the prototypes used (speak_lib.h, API revision 12)."""
+    lib = None
+    for name in ("libespeak-ng.so.1", ctypes.util.find_library("espeak-ng")):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name, mode=ctypes.RTLD_LOCAL)
+            break
+        except OSError:
+            continue
+    if lib is None:
+        raise EspeakError(f"espeak-ng C library (libespeak-ng.so.1) not found; {_INSTALL_HINT}")
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_void_p,
+    ]
+    lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_Terminate.restype = ctypes.c_int
+    return lib
+
+
+def _unload_library(lib: ctypes.CDLL) -> None:
+    """dlclose the library so that the next dlopen starts from fresh static state."""
+    import _ctypes
+
+    handle = lib._handle
+    del lib
+    _ctypes.dlclose(handle)
+
+
 class _Espeak:
-    """The loaded, initialised library and the buffers its callback fills."""
+    """One espeak-ng session: a freshly loaded library, initialised, and its callback buffers.
+
+    espeak-ng keeps synthesis state in C statics that no API call resets (the pitch-flutter
+    index, the automatic gain, the echo buffer, its noise generator), so the same text can come
+    out a few samples different depending on what was spoken before. For bit-exact
+    determinism every utterance therefore runs in its own session: dlopen, initialise,
+    synthesize, ``espeak_Terminate``, dlclose (about 10 ms of overhead). Use as a context
+    manager, under :data:`_LOCK`.
+    """
 
     def __init__(self) -> None:
-        lib = None
-        names = ["libespeak-ng.so.1", ctypes.util.find_library("espeak-ng")]
-        for name in names:
-            if not name:
-                continue
-            try:
-                lib = ctypes.CDLL(name)
-                break
-            except OSError:
-                continue
-        if lib is None:
-            raise EspeakError(f"espeak-ng C library (libespeak-ng.so.1) not found; {_INSTALL_HINT}")
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
-        lib.espeak_SetSynthCallback.restype = None
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.POINTER(ctypes.c_uint),
-            ctypes.c_void_p,
-        ]
-        lib.espeak_Synth.restype = ctypes.c_int
+        self.lib: ctypes.CDLL | None = None
+        self.rate = 0
+        self.chunks: list[np.ndarray] = []
+        self.events: list[tuple[float, str]] = []  # (ms, phoneme)
+        self._callback = _CALLBACK(self._on_synth)  # keep a reference: C holds the pointer
+
+    def __enter__(self) -> _Espeak:
+        lib = _load_library()
         # 0x8000 (DONT_EXIT): report missing voice data as an error instead of exit().
         rate = lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, None, _INITIALIZE_PHONEME_EVENTS | 0x8000
         )
         if rate <= 0:
+            _unload_library(lib)
             raise EspeakError(
                 f"espeak_Initialize failed (returned {rate}): its voice data is missing; "
                 f"{_INSTALL_HINT}"
             )
-        self.lib = lib
-        self.rate = rate
-        self.chunks: list[np.ndarray] = []
-        self.events: list[tuple[int, str]] = []  # (ms, phoneme)
-        self._callback = _CALLBACK(self._on_synth)  # keep a reference: C holds the pointer
         lib.espeak_SetSynthCallback(self._callback)
-        self.voice: str | None = None
+        self.lib, self.rate = lib, rate
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        lib, self.lib = self.lib, None
+        if lib is not None:
+            lib.espeak_Terminate()
+            _unload_library(lib)
 
     def _on_synth(self, wav, num_samples, events) -> int:  # noqa: ANN001 (ctypes pointers)
         if wav and num_samples > 0:
@@ -327,21 +373,22 @@ class _Espeak:
             ev = events[i]
             if ev.type == _EVENT_PHONEME:
                 name = bytes(ev.id.string).split(b"\0", 1)[0].decode("utf-8", "replace")
-                self.events.append((int(ev.audio_position), name))
+                self.events.append((float(ev.audio_position), name))
             i += 1
         return 0
 
-    def synth(self, text: str, voice: str, prosody: Prosody) -> tuple[np.ndarray, list]:
-        if voice != self.voice:
-            err = self.lib.espeak_SetVoiceByName(voice.encode("utf-8"))
-            if err != 0:
-                raise ValueError(
-                    f"espeak-ng has no voice {voice!r} (error {err}); use a name such as "
-                    "'en-us', 'en-us+m3' or 'en-us+f2' (list them with `espeak-ng --voices=en`)"
-                )
-            self.voice = voice
+    def synth(
+        self, text: str, voice: str, prosody: Prosody
+    ) -> tuple[np.ndarray, list[tuple[float, str]]]:  # pcm: [S] int16 at self.rate
+        assert self.lib is not None, "use _Espeak as a context manager"
+        err = self.lib.espeak_SetVoiceByName(voice.encode("utf-8"))
+        if err != 0:
+            raise ValueError(
+                f"espeak-ng has no voice {voice!r} (error {err}); use a name such as "
+                "'en-us', 'en-us+m3' or 'en-us+f2' (list them with `espeak-ng --voices=en`)"
+            )
         for key, value in (
-            ("rate", prosody.rate),
+            ("rate", prosody.rate / prosody.formant),
             ("volume", prosody.volume),
             ("pitch", prosody.pitch),
             ("range", prosody.range),
@@ -360,24 +407,20 @@ class _Espeak:
 
 
 _LOCK = threading.Lock()
-_ENGINE: _Espeak | None = None
-
-
-def _engine() -> _Espeak:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = _Espeak()
-    return _ENGINE
+_AVAILABLE: bool | None = None
 
 
 def espeak_available() -> bool:
-    """True when the espeak-ng library loads and initialises in this process."""
-    try:
-        with _LOCK:
-            _engine()
-        return True
-    except EspeakError:
-        return False
+    """True when the espeak-ng library loads and initialises in this process (cached)."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        try:
+            with _LOCK, _Espeak():
+                pass
+            _AVAILABLE = True
+        except EspeakError:
+            _AVAILABLE = False
+    return _AVAILABLE
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,7 +428,7 @@ def espeak_available() -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _phoneme_spans(events: list[tuple[int, str]], duration: float) -> list[PhonemeEvent]:
+def _phoneme_spans(events: list[tuple[float, str]], duration: float) -> list[PhonemeEvent]:
     """Turn (onset ms, phoneme) events into consecutive spans covering [0, duration]."""
     spans: list[PhonemeEvent] = []
     onsets = [(min(ms / 1000.0, duration), name) for ms, name in events]
@@ -434,6 +477,12 @@ def _tremolo(
     return (x * env).astype(np.float32)
 
 
+def _with_terminal(text: str, emotion: str) -> str:
+    """``text`` with its final punctuation replaced by the emotion's (see TERMINAL)."""
+    body = text.rstrip().rstrip(".!?;,:")
+    return body + TERMINAL.get(emotion, ".")
+
+
 def synthesize(
     text: str,
     emotion: str = "neutral",
@@ -453,6 +502,10 @@ def synthesize(
         seed: Seeds the small prosody jitter; the same arguments give identical audio.
         pitch_offset: Shifts the base pitch (espeak-ng units, 50 normal) for a subject.
 
+    The sentence's final punctuation is set by the emotion (:data:`TERMINAL`: rising "?" for
+    surprise, "!" for anger and happiness, "." otherwise), as is its prosody
+    (:func:`prosody_for`).
+
     Returns:
         The :class:`Speech`: ``audio`` [S] float32 at 16 kHz and ``phonemes`` spans that
         cover the whole clip (leading and trailing pauses as ``_``).
@@ -468,14 +521,17 @@ def synthesize(
     if emotion == "neutral":
         intensity = 0.0
     prosody = prosody_for(emotion, intensity, pitch_offset=pitch_offset, seed=seed)
-    with _LOCK:
-        eng = _engine()
-        pcm, events = eng.synth(text, voice, prosody)
+    spoken = _with_terminal(text, emotion if intensity > 0 else "neutral")
+    with _LOCK, _Espeak() as eng:
+        pcm, events = eng.synth(spoken, voice, prosody)
         native_rate = eng.rate
+    # Playing espeak-ng's output `formant` times faster shifts formants (and pitch) up.
+    events = [(ms / prosody.formant, name) for ms, name in events]
     if pcm.size == 0:
         raise EspeakError(f"espeak-ng produced no audio for {text!r}")
     x = pcm.astype(np.float32) / 32768.0
-    x = np.asarray(soxr.resample(x, native_rate, SAMPLE_RATE, quality="HQ"), dtype=np.float32)
+    x = soxr.resample(x, native_rate * prosody.formant, SAMPLE_RATE, quality="HQ")
+    x = np.asarray(x, dtype=np.float32)
     x = _tilt_filter(x, prosody.tilt, SAMPLE_RATE)
     phase = float(np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x7E30]).uniform(0, 2 * np.pi))
     x = _tremolo(x, prosody.tremolo, SAMPLE_RATE, phase)
