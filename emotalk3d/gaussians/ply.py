@@ -126,7 +126,7 @@ def load_ply(path: str | os.PathLike) -> dict[str, Tensor]:
     rest = np.zeros((len(v), 0), np.float32)
     if n_rest:
         rest = cols(*[f"f_rest_{i}" for i in range(n_rest)])
-    rest = rest.reshape(-1, 3, k - 1)
+    rest = rest.reshape(len(v), 3, k - 1)
     sh = np.concatenate([dc, rest.transpose(0, 2, 1)], axis=1)  # [N, K, 3]
     out = {
         "means": cols("x", "y", "z"),
