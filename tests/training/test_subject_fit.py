@@ -23,6 +23,7 @@ def fit_args(data_dir: Path, root: Path, max_steps: int, *extra: str) -> list[st
         CONFIG,
         f"--data.init_args.data_dir={data_dir}",
         "--data.init_args.steps_per_epoch=4",
+        "--data.init_args.image_scale=0.5",  # 32x32 images: the mechanics, quickly
         f"--trainer.default_root_dir={root}",
         f"--trainer.max_steps={max_steps}",
         "--trainer.logger=false",
