@@ -32,10 +32,9 @@ import torch
 
 from emotalk3d.constants import EMOTION_DIM
 from emotalk3d.data.image_data import FrameRef, SubjectDataModule
-from emotalk3d.gaussians.model import GaussianHead, load_appearance
+from emotalk3d.gaussians.model import GaussianHead, load_appearance, render_frame
 from emotalk3d.render.cameras import project_points
 from emotalk3d.training.image_losses import box_crop, psnr, ssim
-from emotalk3d.training.subject_module import render_frame
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "full": {},

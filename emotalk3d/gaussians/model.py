@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -310,6 +311,40 @@ class GaussianHead(nn.Module):
         """Reallocate the OTF tensors to `num` rows (before loading a densified state dict)."""
         self.canonical.resize_otf(num)
         self.otf_nearest = torch.zeros(0, dtype=torch.long, device=self.template.device)
+
+
+def render_frame(
+    frame: dict[str, Tensor],  # means [N,3], quats [N,4], scales [N,3], opacities [N], sh [N,K,3]
+    sh_degree: int,
+    viewmats: Tensor,  # [C, 4, 4]
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    background: Tensor,  # [3]
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor, dict[str, Any]]:  # (image [C, H, W, 3], alpha [C, H, W], meta)
+    """Render one frame's raw Gaussians (`FrameGaussians.frame(t)`) from C cameras; the
+    rasterizer activates them. Returns the image, the alpha and the rasterizer's meta (means2d,
+    radii, ... for densification)."""
+    from emotalk3d.render.rasterize import render_gaussians
+
+    out = render_gaussians(
+        frame["means"],
+        frame["quats"],
+        frame["scales"],
+        frame["opacities"],
+        frame["sh"],
+        viewmats,
+        Ks,
+        width,
+        height,
+        sh_degree=sh_degree,
+        backend=backend,
+        background=background,
+        render_depth=False,
+    )
+    image, alpha, meta = out.image, out.alpha[..., 0], out.meta
+    return image, alpha, meta
 
 
 # ---------------------------------------------------------------------- export for inference

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from emotalk3d.gaussians.blend import DEFAULT_D0, DEFAULT_D_TH
 from emotalk3d.gaussians.completion import DEFAULT_ALPHA
-from emotalk3d.gaussians.model import FrameGaussians, GaussianHead, save_appearance
+from emotalk3d.gaussians.model import FrameGaussians, GaussianHead, render_frame, save_appearance
 from emotalk3d.training.image_losses import appearance_loss, psnr, ssim
 
 GAUSSIAN_PARAM_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
@@ -39,38 +39,6 @@ class _GradHolder:
 
     def __init__(self, grad: Tensor):  # [nnz, 2]
         self.grad = grad
-
-
-def render_frame(
-    frame: dict[str, Tensor],  # means [N,3], quats [N,4], scales [N,3], opacities [N], sh [N,K,3]
-    sh_degree: int,
-    viewmats: Tensor,  # [C, 4, 4]
-    Ks: Tensor,  # [C, 3, 3]
-    width: int,
-    height: int,
-    background: Tensor,  # [3]
-    backend: str = "auto",
-) -> tuple[Tensor, Tensor, dict[str, Any]]:  # (image [C, H, W, 3], alpha [C, H, W], meta)
-    """Render one frame's raw Gaussians from C cameras (the rasterizer activates them)."""
-    from emotalk3d.render.rasterize import render_gaussians
-
-    out = render_gaussians(
-        frame["means"],
-        frame["quats"],
-        frame["scales"],
-        frame["opacities"],
-        frame["sh"],
-        viewmats,
-        Ks,
-        width,
-        height,
-        sh_degree=sh_degree,
-        backend=backend,
-        background=background,
-        render_depth=False,
-    )
-    image, alpha, meta = out.image, out.alpha[..., 0], out.meta
-    return image, alpha, meta
 
 
 class SubjectModule(pl.LightningModule):
@@ -180,6 +148,7 @@ class SubjectModule(pl.LightningModule):
             motion_scale=hp.motion_scale,
             seed=hp.seed,
         ).to(self.background.device)
+        self.head.canonical.face["offsets"].requires_grad_(hp.lr_face_offsets > 0)
         scale = hp.scene_scale
         if scale is None:
             pts = self.head.template
