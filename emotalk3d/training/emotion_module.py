@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from emotalk3d.audio.emotion import EmotionExtractor, EmotionOutput
-from emotalk3d.training.s2g_module import lr_scheduler_config
+from emotalk3d.training.s2g_module import TrainTimeMixin, lr_scheduler_config
 
 
 def emotion_losses(
@@ -32,7 +32,7 @@ def emotion_losses(
     return {"loss": ce + intensity_weight * mse, "ce": ce, "intensity_mse": mse}
 
 
-class EmotionModule(pl.LightningModule):
+class EmotionModule(TrainTimeMixin, pl.LightningModule):
     """Trains the speech emotion extractor of EmoTalk3D (He et al., ECCV 2024, section 3.2;
     DESIGN.md section 2 "Emotion extractor"): 8-way emotion classification plus intensity.
     """

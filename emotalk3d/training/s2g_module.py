@@ -9,7 +9,8 @@ metrics of `emotalk3d.training.metrics`, an AdamW optimiser and logging.
 from __future__ import annotations
 
 import math
-from typing import Literal
+import time
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -57,7 +58,24 @@ def lr_scheduler_config(
     }
 
 
-class S2GModule(pl.LightningModule):
+class TrainTimeMixin:
+    """Accumulates wall-clock training seconds across resumes in checkpoint["train_seconds"]."""
+
+    _t0: float | None = None
+    _prev_seconds: float = 0.0
+
+    def on_train_start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        elapsed = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        checkpoint["train_seconds"] = self._prev_seconds + elapsed
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._prev_seconds = float(checkpoint.get("train_seconds", 0.0))
+
+
+class S2GModule(TrainTimeMixin, pl.LightningModule):
     """Trains S2GNet with its HuBERT encoder end to end (EmoTalk3D, He et al. ECCV 2024,
     section 3.2; DESIGN.md section 2 "S2GNet" and "Losses").
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,7 +86,7 @@ def test_missing_subject_and_non_dataset_folder(tiny_dataset, tmp_path):
 
 
 def test_cli_fit_two_steps_and_resume(tiny_dataset, tmp_path, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[2])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     common = [
         "-c",
         CONFIG,
@@ -107,3 +108,30 @@ def test_cli_fit_two_steps_and_resume(tiny_dataset, tmp_path, monkeypatch):
     # the checkpoint is self-contained: it loads without the CLI or the data
     model = S2GModule.load_from_checkpoint(last, map_location="cpu")
     assert model.subject_templates.abs().sum() > 0 and model.lips.any()
+
+
+def test_quality_benchmark_quick(tiny_dataset, tmp_path, monkeypatch, capsys):
+    """benchmarks/s2g_quality.py --quick on an untrained checkpoint: the table and RESULT line."""
+    import importlib.util
+    import json
+
+    from lightning.pytorch import Trainer
+
+    repo = Path(__file__).resolve().parents[2]
+    dm = S2GDataModule(str(tiny_dataset), batch_size=2)
+    model = tiny_model(dm)
+    trainer = Trainer(logger=False, max_steps=0, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    ckpt = tmp_path / "untrained.ckpt"
+    trainer.save_checkpoint(ckpt)
+    spec = importlib.util.spec_from_file_location("s2g_quality", repo / "benchmarks/s2g_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--data", str(tiny_dataset), "--checkpoint", str(ckpt), "--quick"])
+    out = capsys.readouterr().out
+    line = [x for x in out.splitlines() if x.startswith("RESULT ")]
+    assert len(line) == 1 and json.loads(line[0][7:]) == json.loads(json.dumps(result))
+    # untrained = template: the model row equals the template baseline exactly
+    assert result["lve_mm"] == result["baseline_template_lve_mm"] > 0
+    assert result["eve_mm"] == result["baseline_template_eve_mm"]
+    assert result["clips"] == 2
