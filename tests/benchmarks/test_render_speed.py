@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "render_speed.py"
 
 
-def test_quick_run_prints_a_well_formed_result_line():
-    res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--threads", "1"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    last = res.stdout.strip().splitlines()[-1]
+@pytest.fixture(scope="module")
+def render_speed():
+    """The script as a module (in-process: no second torch import), threads restored after."""
+    spec = importlib.util.spec_from_file_location("render_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    yield module
+    torch.set_num_threads(threads)
+
+
+def test_quick_run_prints_a_well_formed_result_line(render_speed, capsys):
+    render_speed.main(["--quick", "--threads", "1"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("RESULT ")
     result = json.loads(last[len("RESULT ") :])
     assert result["benchmark"] == "render_speed" and result["backend"] == "torch"
@@ -25,9 +34,8 @@ def test_quick_run_prints_a_well_formed_result_line():
     assert row["fps"] > 0 and row["peak_mem_mb"] >= 0 and 0 < row["coverage"] <= 1
 
 
-def test_gsplat_on_cpu_is_refused_with_the_fix():
-    res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--backend", "gsplat", "--device", "cpu", "--quick"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert res.returncode != 0 and "needs --device cuda" in res.stderr
+def test_gsplat_on_cpu_is_refused_with_the_fix(render_speed, capsys):
+    with pytest.raises(SystemExit) as exc:
+        render_speed.main(["--backend", "gsplat", "--device", "cpu", "--quick"])
+    assert exc.value.code != 0
+    assert "needs --device cuda" in capsys.readouterr().err
