@@ -254,3 +254,23 @@ def test_combine_keeps_closures_under_emotion_and_maps_to_rig_names():
         mo.combine(s, e[:-1])
     with pytest.raises(ValueError, match="sequence of strings"):
         mo.to_rig_weights(full, "jawOpen")
+
+
+@needs_espeak
+def test_builtin_rig_lips_meet_at_every_bilabial():
+    """End to end on the built-in head: lip_upper_mid meets lip_lower_mid within one frame."""
+    rig_mod = pytest.importorskip("emotalk3d.geometry.procedural", reason="built-in rig absent")
+    rig = rig_mod.procedural_head_rig("tiny")
+    names = list(rig.expression_names)
+    lm = [rig.landmarks["lip_upper_mid"], rig.landmarks["lip_lower_mid"]]
+    neutral = rig.neutral[lm].astype(np.float64)  # [2, 3] mm
+    deltas = rig.expression_deltas[:, lm].astype(np.float64)  # [K, 2, 3]
+    for emotion in ("neutral", "disgusted", "surprised"):
+        speech, w = mo.synthesize_utterance(SENTENCES[2], emotion, 1.0, FPS, names, seed=4)
+        pts = neutral[None] + np.einsum("tk,kpc->tpc", w, deltas)
+        gap_mm = pts[:, 0, 1] - pts[:, 1, 1]  # upper minus lower, y up
+        for p in speech.phonemes:
+            if p.phoneme in ("p", "b", "m"):
+                near = [k for k in range(len(w)) if abs(k / FPS - p.start) <= 1 / FPS + 1e-9]
+                assert gap_mm[near].min() <= 0.3, (emotion, p, gap_mm[near])
+        assert gap_mm.max() > 5.0
