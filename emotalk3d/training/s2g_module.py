@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
 from emotalk3d.audio.hubert import HubertEncoder
@@ -26,31 +27,53 @@ from emotalk3d.training.metrics import (
 )
 
 
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
-    """Learning-rate factor: linear warm-up, then constant or cosine decay to 5%."""
+def warmup_cosine(step: int, warmup_steps: int, progress: float, schedule: str) -> float:
+    """Learning-rate factor: linear warm-up over `warmup_steps`, then constant or a cosine
+    decay to 5% as `progress` (the fraction of the run after warm-up, in [0, 1]) goes to 1."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    if schedule == "constant" or total_steps <= warmup_steps:
+    if schedule == "constant":
         return 1.0
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    progress = min(1.0, max(0.0, progress))
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def total_steps(trainer: pl.Trainer | None) -> float:
+    """The run's optimiser steps as the trainer estimates them (inf when unknown)."""
+    if trainer is None:
+        return math.inf
+    try:
+        return float(trainer.estimated_stepping_batches)
+    except Exception:  # no data attached yet (e.g. a unit test)
+        return math.inf
+
+
+def run_progress(
+    trainer: pl.Trainer | None, step: int, warmup_steps: int, total: float = math.inf
+) -> float:
+    """Fraction of the run done after warm-up: by steps (of `total`) or, when the trainer has
+    a `max_time`, by elapsed training time, whichever is further along."""
+    progress = 0.0
+    if math.isfinite(total) and total > warmup_steps:
+        progress = (step - warmup_steps) / (total - warmup_steps)
+    for cb in trainer.callbacks if trainer is not None else []:
+        if isinstance(cb, Timer):
+            elapsed, left = cb.time_elapsed("train"), cb.time_remaining("train")
+            if left is not None and elapsed + left > 0:
+                progress = max(progress, elapsed / (elapsed + left))
+    return progress
 
 
 def lr_scheduler_config(
     optimizer: torch.optim.Optimizer, trainer: pl.Trainer | None, warmup_steps: int, schedule: str
 ) -> dict:
-    """Per-step LambdaLR config for `configure_optimizers` (total steps from the trainer)."""
-    total = 0
-    if trainer is not None and schedule == "cosine":
-        try:
-            total = int(trainer.estimated_stepping_batches)
-        except Exception:  # no trainer attached yet (e.g. a unit test)
-            total = 0
-        if not math.isfinite(total) or total <= 0:
-            total = 0
+    """Per-step LambdaLR config for `configure_optimizers`: warm-up, then cosine over the run
+    (its steps, or its `max_time` when that ends it first) or constant."""
+    total = total_steps(trainer)
 
     def factor(step: int) -> float:
-        return warmup_cosine(step, warmup_steps, total, schedule)
+        progress = run_progress(trainer, step, warmup_steps, total)
+        return warmup_cosine(step, warmup_steps, progress, schedule)
 
     return {
         "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
