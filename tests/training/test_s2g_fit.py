@@ -135,3 +135,14 @@ def test_quality_benchmark_quick(tiny_dataset, tmp_path, monkeypatch, capsys):
     assert result["lve_mm"] == result["baseline_template_lve_mm"] > 0
     assert result["eve_mm"] == result["baseline_template_eve_mm"]
     assert result["clips"] == 2
+
+
+def test_lr_schedule_warmup_then_cosine():
+    from emotalk3d.training.s2g_module import run_progress, warmup_cosine
+
+    assert warmup_cosine(0, 10, 0.0, "cosine") == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 0.0, "cosine") == pytest.approx(1.0)
+    assert warmup_cosine(50, 10, 0.5, "cosine") == pytest.approx(0.525)
+    assert warmup_cosine(99, 10, 1.0, "cosine") == pytest.approx(0.05)
+    assert warmup_cosine(99, 10, 1.0, "constant") == 1.0
+    assert run_progress(None, 55, 10, total=100) == pytest.approx(0.5)
