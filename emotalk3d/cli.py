@@ -13,6 +13,7 @@ import sys
 # command name -> module that defines `register(subparsers)`; later work adds entries.
 COMMAND_MODULES: dict[str, str] = {
     "data": "emotalk3d.data.cli",
+    "render": "emotalk3d.inference.cli",
 }
 
 
