@@ -372,7 +372,8 @@ def generate_dataset(
     """Generate a synthetic dataset in the dataset format v1.
 
     Args:
-        out: output folder (created); its `subjNN/` folders and dataset.json are replaced.
+        out: output folder (created). A previous synthetic dataset there is replaced (when
+            `overwrite`); a folder holding any other dataset is refused.
         rig: "builtin" (procedural head, no external file) or "ict" (ICT Face Model Light).
         size: a preset name (tiny, small, full) or a SynthSize.
         subjects: number of identities (default: the preset's).
@@ -382,7 +383,7 @@ def generate_dataset(
         num_cameras: cameras on the 180-degree arc (default: the preset's).
         resolution: square image size (default: the preset's).
         fps: motion frame rate.
-        overwrite: replace an existing generated dataset in `out`; False refuses.
+        overwrite: replace a dataset this generator wrote earlier in `out`; False refuses.
 
     Returns:
         The dataset folder.
@@ -411,11 +412,7 @@ def generate_dataset(
         raise ValueError(f"fps must be positive, got {fps}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    old = [p for p in out.iterdir() if p.name == "dataset.json" or p.name.startswith("subj")]
-    if old and not overwrite:
-        raise FileExistsError(f"{out} already holds a dataset; choose another --out")
-    for p in old:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    _clear_previous(out, overwrite)
 
     plans = plan_subjects(preset, preset.subjects, seed)
     base = load_base_rig(rig, preset, ict_path)
@@ -460,6 +457,27 @@ def generate_dataset(
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out / "dataset.json")
     return out
+
+
+def _clear_previous(out: Path, overwrite: bool) -> None:
+    """Remove a previous synthetic dataset from `out`; refuse to touch anything else."""
+    subjects = [p for p in out.iterdir() if p.is_dir() and (p / "calibration.json").exists()]
+    info = out / "dataset.json"
+    generated = False
+    if info.is_file():
+        try:
+            generated = json.loads(info.read_text(encoding="utf-8")).get("generator") == GENERATOR
+        except (OSError, json.JSONDecodeError, AttributeError):
+            generated = False
+    if not subjects and not info.exists():
+        return
+    if not generated or not overwrite:
+        raise FileExistsError(
+            f"{out} already holds a dataset{'' if generated else ' not made by this generator'}; "
+            f"choose another --out or delete it first"
+        )
+    for p in [*subjects, info]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def read_dataset_info(root: str | Path) -> dict:

@@ -158,3 +158,12 @@ def test_size_presets_are_typed_and_validated():
 def test_preview_frames_spread_evenly():
     assert preview_frames(50, 3) == [0, 24, 49]
     assert preview_frames(2, 6) == [0, 1]
+
+
+def test_generator_refuses_to_overwrite_another_dataset(tmp_path):
+    from emotalk3d.data.format import Camera, write_calibration
+
+    write_calibration(tmp_path / "subjA", [Camera("a", np.eye(3), np.eye(4), 8, 8)])
+    with pytest.raises(FileExistsError, match="not made by this generator"):
+        generate_dataset(tmp_path, size="tiny", progress=False)
+    assert (tmp_path / "subjA/calibration.json").is_file()
