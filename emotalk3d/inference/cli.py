@@ -175,6 +175,10 @@ def plan_render(args: argparse.Namespace) -> RenderPlan:
     )
     from emotalk3d.render.video import check_writable
 
+    if not Path(args.audio).exists():
+        raise FileNotFoundError(
+            f"audio file not found: {args.audio}; give --audio a wav, flac, ogg or mp3 file"
+        )
     if args.intensity is not None:
         check_intensity(args.intensity)
     weights = parse_emotion(args.emotion, args.intensity)
@@ -231,8 +235,10 @@ def plan_render(args: argparse.Namespace) -> RenderPlan:
 
     audio = load_audio(args.audio)  # FileNotFoundError / AudioError (a ValueError)
     if audio.shape[0] < 400:
-        raise ValueError(f"{args.audio} is too short ({audio.shape[0]} samples at 16 kHz); "
-                         "give at least 25 ms of speech")  # fmt: skip
+        raise ValueError(
+            f"{args.audio} is too short ({audio.shape[0]} samples at 16 kHz); "
+            "give at least 25 ms of speech"
+        )
     duration = audio.shape[0] / SAMPLE_RATE
     num_frames = num_output_frames(audio.shape[0], args.fps)
 
@@ -252,8 +258,9 @@ def plan_render(args: argparse.Namespace) -> RenderPlan:
             outputs = [_suffixed(args.out, n) for n in names]
     for out in outputs:
         if args.out_format == "mp4" and out.suffix.lower() != ".mp4":
-            raise ValueError(f"the mp4 output must end in .mp4, got {out}; use --format png or "
-                             "ply for folders")  # fmt: skip
+            raise ValueError(
+                f"the mp4 output must end in .mp4, got {out}; use --format png or ply for folders"
+            )
         if args.out_format != "mp4" and out.exists() and not out.is_dir():
             raise ValueError(f"{args.out_format} output {out} exists and is not a folder")
         check_writable(out if args.out_format == "mp4" else out.with_name(out.name + ".check"))
@@ -349,8 +356,14 @@ def execute(plan: RenderPlan, args: argparse.Namespace) -> int:
                 g = head.gaussians(pts, choice)
                 for t in range(pts.shape[0]):
                     f = g.frame(t)
-                    save_ply(writer.tmp / f"frame_{frame:05d}.ply", f["means"], f["quats"],
-                             f["scales"], f["opacities"], f["sh"])  # fmt: skip
+                    save_ply(
+                        writer.tmp / f"frame_{frame:05d}.ply",
+                        f["means"],
+                        f["quats"],
+                        f["scales"],
+                        f["opacities"],
+                        f["sh"],
+                    )
                     frame += 1
                 if plan.arkit:
                     arkit_rows.append(head.arkit_weights(pts))
@@ -368,7 +381,7 @@ def execute(plan: RenderPlan, args: argparse.Namespace) -> int:
                     writers.append(
                         Mp4Writer(
                             out, fps, args.resolution, args.resolution, audio.numpy(), SAMPLE_RATE
-                        )  # fmt: skip
+                        )
                     )
                 else:
                     writers.append(_FolderWriter(out))
