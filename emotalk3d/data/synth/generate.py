@@ -65,8 +65,9 @@ class SynthSize:
         resolution: square image size in pixels.
         image_sequences: sequences per subject that get images (None: all). Half of them
             (at least one) are neutral, since the canonical Gaussians train on neutral frames;
-            the rest are emotional sequences of distinct emotions. The others carry geometry
-            and audio only (`has_images` False), for speech-to-geometry and emotion training.
+            from 4 on, one is an emotional validation sequence; the rest are emotional
+            training sequences of distinct emotions. The others carry geometry and audio only
+            (`has_images` False), for speech-to-geometry and emotion training.
             Rendering is by far the slowest step on a CPU, so this is the CPU presets' budget.
         rig_size: the rig's size (`emotalk3d.geometry.rig.load_rig`): the built-in head's
             resolution and the ICT rig's vertex budget (tiny ~1.4k / 1.5k, small ~4.9k / 5k,
@@ -92,7 +93,8 @@ SIZES: dict[str, SynthSize] = {
                       emotions_per_sentence=2, num_cameras=5, resolution=64,
                       image_sequences=2, rig_size="tiny", ssaa=1),
     # the CPU demo and CPU speech-to-geometry / emotion training: all 48 sentences x 4
-    # emotions = 192 sequences per subject; images for 4 per subject (2 neutral, 2 emotional)
+    # emotions = 192 sequences per subject; images for 4 per subject (2 neutral, 1 emotional
+    # training, 1 emotional validation)
     "small": SynthSize("small", subjects=2, sentence_ids=None, emotions_per_sentence=4,
                        num_cameras=11, resolution=128, image_sequences=4, rig_size="small",
                        ssaa=1),
@@ -171,21 +173,26 @@ def plan_sequences(size: SynthSize, subject_index: int, seed: int) -> list[Seque
 
 
 def _image_choice(plans: list[SequencePlan], budget: int) -> set[int]:
-    """Indices of the sequences that get images: neutral ones first (half the budget, at
-    least one), then the first sequence of each emotion in turn, training sentences first."""
-    order = sorted(range(len(plans)), key=lambda i: (plans[i].split != "train", i))
-    neutral = [i for i in order if plans[i].emotion == "neutral"]
-    chosen = neutral[: max(1, (budget + 1) // 2)] if budget > 0 else []
-    seen: set[str] = set()
-    for rnd in range(2):  # first distinct emotions, then anything left
-        for i in order:
-            if len(chosen) >= budget:
-                return set(chosen)
-            if plans[i].emotion == "neutral" or i in chosen:
-                continue
-            if rnd == 0 and plans[i].emotion in seen:
-                continue
+    """Indices of the sequences that get images, `budget` of them: neutral training ones
+    first (half the budget, at least one); with a budget of 4 or more, one emotional
+    validation sequence (a held-out sentence for appearance validation); the rest emotional
+    training sequences of distinct emotions."""
+    if budget <= 0:
+        return set()
+    neutral = [i for i, p in enumerate(plans) if p.emotion == "neutral"]
+    neutral.sort(key=lambda i: plans[i].split != "train")
+    chosen = neutral[: max(1, (budget + 1) // 2)]
+    emotional = [i for i, p in enumerate(plans) if p.emotion != "neutral"]
+    if budget >= 4:
+        chosen += [i for i in emotional if plans[i].split == "val"][:1]
+    train = [i for i in emotional if plans[i].split == "train"]
+    seen = {plans[i].emotion for i in chosen}
+    for i in train:  # distinct emotions first
+        if len(chosen) < budget and plans[i].emotion not in seen:
             seen.add(plans[i].emotion)
+            chosen.append(i)
+    for i in train:  # then anything left
+        if len(chosen) < budget and i not in chosen:
             chosen.append(i)
     return set(chosen)
 

@@ -132,9 +132,15 @@ def test_image_budget_takes_neutral_first_then_distinct_emotions():
         imaged = [p for p in plans if p.images]
         assert len(imaged) == small.image_sequences == 4
         assert sum(p.emotion == "neutral" for p in imaged) == 2
-        emotional = [p.emotion for p in imaged if p.emotion != "neutral"]
-        assert len(set(emotional)) == 2
-        assert all(p.split == "train" for p in imaged)
+        emotional = [p for p in imaged if p.emotion != "neutral"]
+        assert len({p.emotion for p in emotional}) == 2
+        assert sorted(p.split for p in emotional) == ["train", "val"]
+        assert all(p.split == "train" for p in imaged if p.emotion == "neutral")
+    tiny = [p for p in plan_sequences(SIZES["tiny"], 0, seed=0) if p.images]
+    assert sorted((p.emotion == "neutral", p.split) for p in tiny) == [
+        (False, "train"),
+        (True, "train"),
+    ]
     full = plan_sequences(SIZES["full"], 0, seed=0)
     assert all(p.images for p in full)
 
