@@ -38,17 +38,9 @@ def fit_args(data_dir: Path, root: Path, max_steps: int, *extra: str) -> list[st
     ]
 
 
-class CountProbe:
-    """Records the step and the OTF count when training starts (after a resume's restore)."""
-
-    def __init__(self):
-        self.start: tuple[int, int] | None = None
-
-    def __call__(self, trainer, module):
-        self.start = (trainer.global_step, module.head.num_otf)
-
-
-def test_fit_resume_and_export(tiny_dataset: Path, tmp_path: Path):
+def test_fit_logs_resumes_and_exports(tiny_dataset: Path, tmp_path: Path):
+    """One short fit (CSV logger: metrics and validation PNGs), then a resumed fit from its
+    `last.ckpt`, then the inference export. One test so the suite pays for two fits only."""
     from lightning.pytorch.callbacks import Callback
 
     from emotalk3d.cli import lightning_main
@@ -56,11 +48,23 @@ def test_fit_resume_and_export(tiny_dataset: Path, tmp_path: Path):
     from emotalk3d.training.cli import EmoTalkCLI
 
     root = tmp_path / "run"
-    lightning_main(fit_args(tiny_dataset, root, 3))
-    last = root / "checkpoints" / "last.ckpt"
-    assert last.is_file(), sorted(p.name for p in root.rglob("*"))
+    logged = [f"--trainer.logger.init_args.save_dir={root}", "--trainer.log_every_n_steps=1"]
+    first = fit_args(tiny_dataset, root, 4, *logged)
+    first.remove("--trainer.logger=false")
+    lightning_main(first)
+
+    # logging: metrics of both stages, validation renders as PNGs (CSV logger has no images)
+    assert sorted(root.rglob("val_images/*.png")), "validation renders should be saved as PNGs"
+    rows = list(csv.DictReader(open(next(root.rglob("metrics.csv")))))
+    psnrs = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
+    assert psnrs and all(5.0 < p < 100.0 for p in psnrs)
+    stages = [float(r["train/stage"]) for r in rows if r.get("train/stage")]
+    assert stages[0] == 0.0 and stages[-1] == 1.0, "canonical then dynamic stage"
+
+    # the checkpoint holds the densified OTF tensors, their Adam moments and strategy state
+    last = next(root.rglob("last.ckpt"))
     ck = torch.load(last, map_location="cpu", weights_only=False)
-    assert ck["global_step"] == 3
+    assert ck["global_step"] == 4
     counts = ck["gaussian_counts"]
     assert counts["otf"] != 200, "densification should have changed the OTF count"
     assert ck["state_dict"]["head.canonical.otf.means"].shape[0] == counts["otf"]
@@ -68,24 +72,27 @@ def test_fit_resume_and_export(tiny_dataset: Path, tmp_path: Path):
     assert ck["optimizer_states"][0]["state"][0]["exp_avg"].shape[0] == counts["otf"]
 
     # an interrupted run resumed from `last`: same step, same counts, then it goes on
-    probe = CountProbe()
+    start: list[tuple[int, int]] = []
 
     class Probe(Callback):
         def on_train_start(self, trainer, module):
-            probe(trainer, module)
+            start.append((trainer.global_step, module.head.num_otf))
 
-    cli = EmoTalkCLI(args=fit_args(tiny_dataset, root, 6)[1:], run=False)
+    resumed = fit_args(tiny_dataset, root, 6, "--model.init_args.refine_every=1000")[1:]
+    cli = EmoTalkCLI(args=resumed, run=False)
     cli.trainer.callbacks.append(Probe())
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=str(last))
-    assert probe.start == (3, counts["otf"])
+    assert start == [(4, counts["otf"])]
     assert cli.trainer.global_step == 6
     module = cli.model
+    assert module.head.num_otf == counts["otf"], "no refinement after the resume"
+
     # a checkpoint loads without a Trainer or dataset too (the head is rebuilt from it)
     reloaded = type(module).load_from_checkpoint(last, map_location="cpu")
-    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]  # step 6
+    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
     assert torch.equal(reloaded.head.canonical.otf["means"], state["head.canonical.otf.means"])
 
-    # export for inference: loads without Lightning, renders the same Gaussians
+    # export for inference: loads without Lightning, gives the same Gaussians
     out = module.export_appearance(tmp_path / "export" / "subject.safetensors")
     head = load_appearance(out)
     assert head.num_otf == module.head.num_otf
@@ -94,26 +101,6 @@ def test_fit_resume_and_export(tiny_dataset: Path, tmp_path: Path):
     a = module.head.frame_gaussians(pts, emo)
     b = head.frame_gaussians(pts, emo)
     assert torch.allclose(a.means, b.means) and torch.allclose(a.opacities, b.opacities)
-
-
-def test_fit_logs_val_images_with_csv_logger(tiny_dataset: Path, tmp_path: Path):
-    from emotalk3d.cli import lightning_main
-
-    args = fit_args(tiny_dataset, tmp_path, 4)
-    args.remove("--trainer.logger=false")
-    args += [
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
-        "--trainer.log_every_n_steps=1",
-        "--model.init_args.canonical_steps=2",
-    ]
-    lightning_main(args)
-    pngs = sorted(tmp_path.rglob("val_images/*.png"))
-    assert pngs, "validation renders should be saved as PNGs with a CSV logger"
-    rows = list(csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))))
-    psnrs = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")]
-    assert psnrs and all(5.0 < p < 100.0 for p in psnrs)
-    stages = [float(r["train/stage"]) for r in rows if r.get("train/stage")]
-    assert stages[0] == 0.0 and stages[-1] == 1.0, "canonical then dynamic stage"
 
 
 def test_datamodule_pools_and_cameras(tiny_dataset: Path):
