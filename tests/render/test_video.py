@@ -48,3 +48,15 @@ def test_png_atomic_roundtrip(tmp_path):
     path = save_png_atomic(tmp_path / "f.png", img)
     assert np.array_equal(np.asarray(Image.open(path)), img)
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_outputs_get_umask_permissions_not_0600(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = save_png_atomic(tmp_path / "p.png", np.zeros((2, 2, 3), np.uint8))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
