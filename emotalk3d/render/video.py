@@ -38,6 +38,10 @@ def _temp_beside(path: Path, suffix: str) -> Path:
         prefix=f".{path.stem}.", suffix=suffix + ".partial", dir=path.parent
     )
     os.close(fd)
+    # mkstemp creates 0600; give the output the permissions a plain open() would (umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 
