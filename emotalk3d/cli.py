@@ -54,16 +54,17 @@ def lightning_main(argv: list[str] | None = None) -> None:
     `lightning fit -c configs/subject.yaml` and friends; the YAML names model and data classes
     with `class_path`. `lightning run ...` is forwarded to Lightning's own Fabric launcher.
     """
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "run":
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] == "run":
         from lightning.fabric.cli import _main as fabric_main
 
-        sys.argv = ["fabric", *argv]
+        sys.argv = ["fabric", *words]
         fabric_main()
         return
     from emotalk3d.training.cli import EmoTalkCLI
 
-    EmoTalkCLI(args=argv)
+    # LightningCLI reads sys.argv itself when given no args (and warns when given them anyway).
+    EmoTalkCLI() if argv is None else EmoTalkCLI(args=argv)
 
 
 if __name__ == "__main__":
