@@ -108,8 +108,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="first 2 clips only (for tests)")
     args = ap.parse_args(argv)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():
+        return evaluate(args)
 
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run the evaluation `main` describes; prints the table and the RESULT line."""
     model, info = load_s2g(args.checkpoint)
     hp = model.hparams
     dm = S2GDataModule(

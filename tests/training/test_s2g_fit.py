@@ -135,6 +135,7 @@ def test_quality_benchmark_quick(tiny_dataset, tmp_path, monkeypatch, capsys):
     assert result["lve_mm"] == result["baseline_template_lve_mm"] > 0
     assert result["eve_mm"] == result["baseline_template_eve_mm"]
     assert result["clips"] == 2
+    assert torch.is_grad_enabled()  # the benchmark leaves global autograd state alone
 
 
 def test_lr_schedule_warmup_then_cosine():
