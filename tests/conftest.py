@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Before any test module imports torch (see emotalk3d/__init__.py for the measurement).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 
