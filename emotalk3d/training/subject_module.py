@@ -16,6 +16,7 @@ OTF ParameterDict. Checkpoints hold the variable OTF count and the strategy's ru
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,21 @@ from emotalk3d.gaussians.model import FrameGaussians, GaussianHead, render_frame
 from emotalk3d.training.image_losses import appearance_loss, psnr, ssim
 
 GAUSSIAN_PARAM_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+
+
+CARVED_OPACITY = 1e-3  # initial opacity of OTF Gaussians on background rays
+BACKGROUND_TOLERANCE = 0.02  # max |pixel - background| per channel counted as background
+
+
+def background_hits(
+    rgb: Tensor,  # [C, N, 3] pixel colour under each Gaussian's centre per camera
+    inside: Tensor,  # [C, N] bool: the centre projects inside the image, in front
+    background: Tensor,  # [3]
+    tol: float = BACKGROUND_TOLERANCE,
+) -> Tensor:  # [N] bool
+    """Gaussians whose centre lands on a background-coloured pixel in at least one view."""
+    is_bg = (rgb - background).abs().amax(dim=-1) <= tol  # [C, N]
+    return (is_bg & inside).any(dim=0)
 
 
 class _GradHolder:
@@ -76,6 +92,7 @@ class SubjectModule(pl.LightningModule):
         scene_scale: float | None = None,
         completion_refresh_every: int = 1,
         init_colors: bool = True,
+        carve_background: bool = True,
         background: list[float] | None = None,
         backend: Literal["auto", "torch", "gsplat"] = "auto",
         val_images: int = 2,
@@ -113,6 +130,11 @@ class SubjectModule(pl.LightningModule):
             completion_refresh_every: recompute nearest face points and blend weights every
                 this many steps (OTF means move while training).
             init_colors: initialise face and OTF colours from the first training batch.
+            carve_background: with `init_colors`, start every OTF Gaussian whose centre projects
+                onto a background-coloured pixel of a view in that batch nearly transparent
+                (opacity 1e-3; the strategy prunes it unless training revives it): nothing
+                can stand on a ray that sees the background (visual-hull carving), and such
+                Gaussians otherwise become background-coloured floaters in held-out views.
             background: RGB in [0, 1] behind the head (None: white, the synthetic scenes').
             backend: rasterizer backend ("auto": gsplat on CUDA, else the torch reference).
             val_images: validation frames whose renders are logged as images.
@@ -267,6 +289,11 @@ class SubjectModule(pl.LightningModule):
         V = head.num_face
         head.canonical.face["sh0"][:, 0] = rgb_to_sh0(col[:V])
         head.canonical.otf["sh0"][:, 0] = rgb_to_sh0(col[V:])
+        if self.hparams.carve_background:
+            carved = background_hits(rgb[:, V:], ok[:, V:], self.background)  # [M]
+            head.canonical.otf["opacities"][carved] = math.log(
+                CARVED_OPACITY / (1 - CARVED_OPACITY)
+            )
 
     # ------------------------------------------------------------------ training
     def on_train_start(self) -> None:

@@ -128,3 +128,19 @@ def test_data_folder_not_in_dataset_format(tmp_path: Path):
     dm = SubjectDataModule(data_dir=str(tmp_path))
     with pytest.raises(DatasetFormatError, match="not a dataset in the emotalk3d dataset format"):
         dm.setup("fit")
+
+
+def test_background_hits_carve_only_visible_background_centres():
+    from emotalk3d.training.subject_module import background_hits
+
+    white = torch.ones(3)
+    rgb = torch.tensor(
+        [
+            [[1.0, 1.0, 1.0], [0.5, 0.4, 0.3], [0.99, 1.0, 0.995], [1.0, 1.0, 1.0]],
+            [[0.2, 0.2, 0.2], [0.5, 0.4, 0.3], [0.3, 0.3, 0.3], [1.0, 0.9, 1.0]],
+        ]
+    )  # [C=2, N=4, 3]
+    inside = torch.tensor([[True, True, True, False], [True, True, True, True]])  # [C, N]
+    hits = background_hits(rgb, inside, white)  # [N]
+    # 0: background in camera 0; 1: never; 2: within tolerance in camera 0; 3: off-image there
+    assert hits.tolist() == [True, False, True, False]
