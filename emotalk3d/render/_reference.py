@@ -420,16 +420,35 @@ def rasterize_to_pixels(
         rows = torch.arange(len(chunk_np), device=device)  # live tiles of the chunk
         trans = torch.ones(len(chunk_np), pixels, dtype=dtype, device=device)
         acc = torch.zeros(len(chunk_np), pixels, d + 1, dtype=dtype, device=device)
-        for s0 in range(0, length, step):
-            j = torch.arange(s0, min(s0 + step, length), device=device)  # [S]
-            idx = offsets[tiles[rows], None] + j  # [n, S]
-            idx = torch.where(j < cnt[rows, None], idx, torch.full_like(idx, m)).reshape(-1)
-            n_live, s_len = len(rows), len(j)
-            logit = psi.index_select(0, idx).reshape(n_live, s_len, 6) @ phi  # [n, S, P]
-            w, trans = _composite_slab(logit, trans, inplace)
-            f = feats.index_select(0, idx).reshape(n_live, s_len, d + 1)
+        if not inplace:
+            # With a graph, gather the chunk's padded runs once and cut slabs as views: every
+            # per-slab gather from psi/feats would cost a zero-filled [M + 1, .] gradient and
+            # its accumulation in backward; the split's backward is one concatenation.
+            j = torch.arange(length, device=device)  # [L]
+            idx = torch.where(j < cnt[:, None], offsets[tiles, None] + j, m).reshape(-1)
+            psi_slabs = psi.index_select(0, idx).reshape(len(chunk_np), length, 6).split(step, 1)
+            feat_slabs = feats.index_select(0, idx).reshape(len(chunk_np), length, d + 1)
+            feat_slabs = feat_slabs.split(step, 1)
+            parts, part_rows = [], []
+        for k, s0 in enumerate(range(0, length, step)):
+            n_live = len(rows)
+            if inplace:
+                j = torch.arange(s0, min(s0 + step, length), device=device)  # [S]
+                idx = offsets[tiles[rows], None] + j  # [n, S]
+                idx = torch.where(j < cnt[rows, None], idx, torch.full_like(idx, m)).reshape(-1)
+                p = psi.index_select(0, idx).reshape(n_live, len(j), 6)  # [n, S, 6]
+                f = feats.index_select(0, idx).reshape(n_live, len(j), d + 1)  # [n, S, D + 1]
+            else:
+                p, f = psi_slabs[k], feat_slabs[k]  # [n_t, S, 6], [n_t, S, D + 1]
+                if n_live < len(chunk_np):
+                    p, f = p.index_select(0, rows), f.index_select(0, rows)
+            w, trans = _composite_slab(p @ phi, trans, inplace)  # logit [n, S, P]
             part = torch.bmm(w.transpose(1, 2), f)  # [n, P, D + 1]
-            acc = acc.index_add_(0, rows, part) if inplace else acc.index_add(0, rows, part)
+            if inplace:
+                acc.index_add_(0, rows, part)
+            else:
+                parts.append(part)
+                part_rows.append(rows)
             if s0 + step >= length:
                 break
             # drop tiles whose pixels are all done (transmittance zeroed) or whose run ended
@@ -438,6 +457,8 @@ def rasterize_to_pixels(
                 rows, trans = rows[keep], trans[keep]
                 if len(rows) == 0:
                     break
+        if not inplace:
+            acc = acc.index_add(0, torch.cat(part_rows), torch.cat(parts))
         out_tiles.append(tiles)
         out_vals.append(acc)
 
