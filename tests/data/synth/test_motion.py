@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from emotalk3d.data.synth import motion as mo
 from emotalk3d.data.synth import speech as sp
 from emotalk3d.data.synth import visemes as vis
 from emotalk3d.data.synth.sentences import SENTENCES
+from emotalk3d.geometry.procedural import procedural_head_rig
 
 needs_espeak = pytest.mark.skipif(
     not sp.espeak_available(),
@@ -126,23 +125,10 @@ def test_lips_close_within_one_frame_of_every_bilabial(emotion):
         assert bilabial_frames_closed(speech, w) == []
 
 
-def ict_archive() -> Path | None:
-    env = os.environ.get("EMOTALK3D_ICT_MODEL")
-    here = Path(__file__).resolve().parents[4] / "shared/assets/ict-facekit/ict_facekit_light.npz"
-    for p in (env, here):
-        if p and Path(p).is_file():
-            return Path(p)
-    return None
-
-
 @needs_espeak
-@pytest.mark.skipif(
-    ict_archive() is None,
-    reason="ICT Face Model Light not found (../shared/assets/ict-facekit or $EMOTALK3D_ICT_MODEL)",
-)
-def test_ict_inner_lips_touch_at_every_bilabial():
+def test_ict_inner_lips_touch_at_every_bilabial(ict_path):
     """On the real ICT face the inner-lip midpoints (68-landmarks 62/66) meet at closures."""
-    d = np.load(ict_archive())
+    d = np.load(ict_path)
     names = [str(n) for n in d["expression_names"]]
     lm = d["landmarks68"][[62, 66]]
     neutral = d["neutral"][lm].astype(np.float64)  # [2, 3] cm
@@ -259,8 +245,7 @@ def test_combine_keeps_closures_under_emotion_and_maps_to_rig_names():
 @needs_espeak
 def test_builtin_rig_lips_meet_at_every_bilabial():
     """End to end on the built-in head: lip_upper_mid meets lip_lower_mid within one frame."""
-    rig_mod = pytest.importorskip("emotalk3d.geometry.procedural", reason="built-in rig absent")
-    rig = rig_mod.procedural_head_rig("tiny")
+    rig = procedural_head_rig("tiny")
     names = list(rig.expression_names)
     lm = [rig.landmarks["lip_upper_mid"], rig.landmarks["lip_lower_mid"]]
     neutral = rig.neutral[lm].astype(np.float64)  # [2, 3] mm
