@@ -249,7 +249,6 @@ def test_incompatible_or_incomplete_bundle_errors(tiny_bundle, tmp_path):
 
 
 def test_export_bundle_from_lightning_checkpoints(tmp_path, speech):
-    pytest.importorskip("lightning")
     import lightning
 
     from emotalk3d.geometry.rig import load_rig
