@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import huggingface_hub.constants
 import pytest
 import torch
 from transformers import HubertModel
@@ -89,6 +90,10 @@ def test_bad_local_folder_and_offline_hub_id_fail_clearly(tmp_path, monkeypatch)
     with pytest.raises(PretrainedNotAvailableError, match="save_pretrained"):
         HubertEncoder(pretrained=str(tmp_path))  # empty folder
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # An empty cache, so a copy in the user's real Hugging Face cache cannot make this pass
+    # (transformers and huggingface_hub read constants.HF_HUB_CACHE at call time).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     with pytest.raises(PretrainedNotAvailableError) as info:
         HubertEncoder(pretrained="facebook/hubert-base-ls960")
     msg = str(info.value)
