@@ -109,10 +109,19 @@ def test_convert_writes_a_readable_dataset(tmp_path):
     assert len(problems) == 1 and "missing region masks" in problems[0]  # documented gap
 
 
-def test_read_emotalk3d_subject_converts_once(tmp_path):
+def test_read_emotalk3d_subject_converts_once(tmp_path, monkeypatch):
+    import emotalk3d.data.emotalk3d as adapter
+
     src = make_release(tmp_path / "src")
     subject = read_emotalk3d_subject(src, tmp_path / "cache")
     assert subject.name == "S01" and len(subject.sequences) == 2
+
+    def no_second_conversion(*args, **kwargs):
+        raise AssertionError("the converted cache should have been reused")
+
+    monkeypatch.setattr(adapter, "convert_emotalk3d_subject", no_second_conversion)
+    again = read_emotalk3d_subject(src, tmp_path / "cache")
+    assert again.name == "S01" and len(again.sequences) == 2
 
 
 def test_uninterpretable_files_are_named(tmp_path):
