@@ -28,6 +28,13 @@ def ict_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A tiny built-in-rig dataset, generated once per test session."""
+    from emotalk3d.data.synth.speech import espeak_available
+
+    if not espeak_available():
+        pytest.skip(
+            "libespeak-ng.so.1 is not installed (apt-get install libespeak-ng1, or make setup)"
+        )
+
     from emotalk3d.data.synth.generate import generate_dataset
 
     out = tmp_path_factory.mktemp("tiny_dataset")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch import LightningDataModule, LightningModule
 
 from emotalk3d.training.cli import EmoTalkCLI
 
@@ -53,5 +54,9 @@ def test_config_instantiates(config, tiny_dataset, tmp_path, monkeypatch):
     if "data_dir" in raw.get("data", {}).get("init_args", {}):
         args.append(f"--data.init_args.data_dir={tiny_dataset}")
     cli = EmoTalkCLI(args=args, run=False)
-    assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
+    assert isinstance(cli.model, LightningModule)
+    assert isinstance(cli.datamodule, LightningDataModule)
+    assert Path(cli.trainer.default_root_dir) == tmp_path
+    if "data_dir" in raw.get("data", {}).get("init_args", {}):
+        assert Path(cli.datamodule.data_dir) == tiny_dataset
     assert not any(p.isnan().any() for p in cli.model.parameters())

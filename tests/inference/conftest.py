@@ -22,7 +22,12 @@ def tiny_bundle(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def speech() -> np.ndarray:  # [S] float32, 16 kHz
     """About a second of synthesized speech (espeak-ng)."""
-    from emotalk3d.data.synth.speech import synthesize
+    from emotalk3d.data.synth.speech import espeak_available, synthesize
+
+    if not espeak_available():
+        pytest.skip(
+            "libespeak-ng.so.1 is not installed (apt-get install libespeak-ng1, or make setup)"
+        )
 
     return synthesize("Hello there.", "happy", 1.0).audio
 
