@@ -201,9 +201,22 @@ def test_orbit_cameras_move_per_frame(talking_head):
 
 def test_arkit_weights_of_geometry(talking_head, speech):
     pts = talking_head.geometry(speech, "neutral", 16000, fps=5)
-    w = talking_head.arkit_weights(pts)
-    assert w.shape == (pts.shape[0], 52) and (w >= 0).all() and (w <= 1).all()
-    assert talking_head.landmarks["lip_upper_mid"] >= 0
+    assert talking_head.arkit_weights(pts).shape == (pts.shape[0], 52)
+    # The template itself (no motion) has no expression.
+    still = talking_head.template[None].repeat(2, 1, 1)
+    np.testing.assert_allclose(talking_head.arkit_weights(still), 0.0, atol=1e-4)
+    # Known ARKit weights, applied through the rig's shapes, come back.
+    from emotalk3d.constants import ARKIT_NAMES
+    from emotalk3d.geometry.arkit import arkit_to_rig_weights
+
+    rig = talking_head.bundle.rig
+    known = np.zeros((1, 52), np.float32)
+    for name, value in (("jawOpen", 0.6), ("browInnerUp", 0.3), ("eyeBlink_L", 0.8)):
+        known[0, ARKIT_NAMES.index(name)] = value
+    deltas = torch.as_tensor(rig.expression_deltas, dtype=torch.float32)  # [K, P, 3]
+    w_rig = torch.as_tensor(arkit_to_rig_weights(rig, known))  # [1, K]
+    moved = talking_head.template.cpu()[None] + torch.einsum("tk,kpc->tpc", w_rig, deltas)
+    np.testing.assert_allclose(talking_head.arkit_weights(moved), known, atol=1e-3)
 
 
 # ------------------------------------------------------------------------------ the bundle
