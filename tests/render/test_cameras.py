@@ -86,9 +86,18 @@ def test_torch_inputs_stay_torch_and_batch_over_cameras():
     assert isinstance(uv, torch.Tensor) and uv.shape == (3, 5, 2) and z.shape == (3, 5)
     uv1, z1 = project_points(pts.numpy(), mats[1].numpy(), K)
     np.testing.assert_allclose(uv[1].numpy(), uv1, atol=1e-9)
-    eye = torch.tensor([0.0, 0.0, 300.0], requires_grad=True)
-    look_at(eye)[2, 3].backward()  # differentiable in torch
-    assert eye.grad is not None
+    # differentiable in torch: the gradient matches a central finite difference
+    eye = torch.tensor([20.0, -10.0, 300.0], dtype=torch.float64, requires_grad=True)
+    look_at(eye)[2, 3].backward()
+    h = 1e-4
+    fd = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(3):
+            step = torch.zeros(3, dtype=torch.float64)
+            step[i] = h
+            fd[i] = (look_at(eye + step)[2, 3] - look_at(eye - step)[2, 3]) / (2 * h)
+    assert fd.abs().max() > 0.1  # the check is not vacuous
+    torch.testing.assert_close(eye.grad, fd, rtol=1e-6, atol=1e-8)
 
 
 def test_scale_intrinsics_keeps_the_projected_point_in_proportion():
