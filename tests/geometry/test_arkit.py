@@ -82,7 +82,9 @@ def test_live_link_csv_has_the_52_names_and_round_trips(tmp_path):
         assert name in LIVE_LINK_NAMES
     assert header.index("JawRight") < header.index("JawLeft")  # Live Link Face order
     assert len(rows) == 31 and all(len(r) == len(header) for r in rows)
-    assert rows[1][:2] == ["00:00:00:00.000", "61"]
+    # BlendShapeCount: the 52 ARKit blendshapes + 9 rotation columns (head, left eye and
+    # right eye yaw/pitch/roll)
+    assert rows[1][:2] == ["00:00:00:00.000", str(52 + 9)] and len(header) == 2 + 52 + 9
     assert rows[26][0] == "00:00:01:00.000" and rows[13][0] == "00:00:00:12.000"
     col = header.index("MouthSmileLeft")
     assert float(rows[5][col]) == pytest.approx(w[4, ARKIT_NAMES.index("mouthSmile_L")], abs=1e-6)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -142,11 +140,11 @@ def test_event_struct_matches_speak_lib_h():
 
 
 @needs_espeak
-def test_one_sentence_synthesizes_quickly():
-    sp.synthesize(TEXT)  # warm
-    t0 = time.perf_counter()
-    sp.synthesize(SENTENCES[12].text, "surprised", 1.0)
-    assert time.perf_counter() - t0 < 1.0
+def test_one_sentence_synthesizes_with_emotion():
+    # (its speed is a benchmark's business, not a wall-clock assertion here)
+    s = sp.synthesize(SENTENCES[12].text, "surprised", 1.0)
+    assert s.audio.size > 0 and np.isfinite(s.audio).all() and np.abs(s.audio).max() > 0
+    assert s.phonemes and s.phonemes[-1].end == pytest.approx(s.duration)
 
 
 def test_sentence_list_and_split():
