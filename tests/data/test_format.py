@@ -213,6 +213,13 @@ def test_reader_rejects_unknown_emotion_and_bad_split(tmp_path):
     with pytest.raises(DatasetFormatError, match="unknown emotion 'bored'"):
         read_subject(tmp_path / "subj00")
 
+    make_dataset(tmp_path)
+    obj = json.loads(meta_path.read_text())
+    obj["split"] = "holdout"
+    meta_path.write_text(json.dumps(obj))
+    with pytest.raises(DatasetFormatError, match=r"split must be one of train, val, test.*holdout"):
+        read_subject(tmp_path / "subj00")
+
 
 def test_load_meshes_checks_template_vertex_count(tmp_path):
     make_dataset(tmp_path)
