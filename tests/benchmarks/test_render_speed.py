@@ -30,8 +30,13 @@ def test_quick_run_prints_a_well_formed_result_line(render_speed, capsys):
     result = json.loads(last[len("RESULT ") :])
     assert result["benchmark"] == "render_speed" and result["backend"] == "torch"
     assert {"cpu", "cpu_cores", "torch", "gsplat"} <= set(result["machine"])
+    assert result["quick"] is True and result["repeats"] == 2
     (row,) = result["results"]
-    assert row["fps"] > 0 and row["peak_mem_mb"] >= 0 and 0 < row["coverage"] <= 1
+    assert (row["n"], row["size"]) == (2_000, 64)  # what --quick configures
+    assert row["fps"] > 0 and row["ms_per_frame"] == pytest.approx(1000.0 / row["fps"])
+    # On CPU the peak is the RSS growth over the timed frames, which may round to 0 after
+    # the warm-up frame allocated everything; so only non-negative is guaranteed.
+    assert row["peak_mem_mb"] >= 0 and 0 < row["coverage"] <= 1
 
 
 def test_gsplat_on_cpu_is_refused_with_the_fix(render_speed, capsys):

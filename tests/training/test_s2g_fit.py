@@ -143,7 +143,12 @@ def test_lr_schedule_warmup_then_cosine():
 
     assert warmup_cosine(0, 10, 0.0, "cosine") == pytest.approx(0.1)
     assert warmup_cosine(9, 10, 0.0, "cosine") == pytest.approx(1.0)
-    assert warmup_cosine(50, 10, 0.5, "cosine") == pytest.approx(0.525)
-    assert warmup_cosine(99, 10, 1.0, "cosine") == pytest.approx(0.05)
+    floor = 0.05  # the cosine decays from 1 to 5% of the base rate
+
+    def cosine(p: float) -> float:
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+    assert warmup_cosine(50, 10, 0.5, "cosine") == pytest.approx(cosine(0.5))  # (1 + floor) / 2
+    assert warmup_cosine(99, 10, 1.0, "cosine") == pytest.approx(cosine(1.0)) == floor
     assert warmup_cosine(99, 10, 1.0, "constant") == 1.0
     assert run_progress(None, 55, 10, total=100) == pytest.approx(0.5)
