@@ -37,6 +37,7 @@ from emotalk3d.data.format import (
     SubjectInfo,
     read_dataset,
 )
+from emotalk3d.data.synth.generate import ensure_dataset
 
 Stage = Literal["canonical", "dynamic"]
 
@@ -237,33 +238,13 @@ class SubjectDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ setup
     def prepare_data(self) -> None:
-        self._ensure_dataset()
-
-    def _ensure_dataset(self) -> None:
-        if self.data_dir.exists():
-            return
-        print(
-            f"[emotalk3d] {self.data_dir} does not exist: generating the built-in synthetic "
-            f"subject there (size={self.generate_size!r}, seed={self.seed}); this happens once."
-        )
-        from emotalk3d.data.synth.generate import generate_dataset
-
-        generate_dataset(
-            self.data_dir, rig="builtin", size=self.generate_size, subjects=1, seed=self.seed
-        )
+        ensure_dataset(self.data_dir, size=self.generate_size, subjects=1, seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
         if self.subject is not None:
             return
-        self._ensure_dataset()
-        try:
-            subjects = read_dataset(self.data_dir)
-        except DatasetFormatError as err:
-            raise DatasetFormatError(
-                f"{self.data_dir} is not a dataset in the emotalk3d dataset format ({err}). "
-                f"Point data.data_dir at a dataset folder, or at a folder that does not exist "
-                f"yet to generate the built-in synthetic subject there."
-            ) from err
+        root = ensure_dataset(self.data_dir, size=self.generate_size, subjects=1, seed=self.seed)
+        subjects = read_dataset(root)
         if self.subject_name is None:
             subj = subjects[0]
         else:

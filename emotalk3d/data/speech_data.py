@@ -9,7 +9,6 @@ does not exist they generate the built-in synthetic dataset there first.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,47 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from emotalk3d.constants import EMOTIONS, emotion_vector
 from emotalk3d.data.format import SPLITS, DatasetFormatError, SubjectInfo, read_dataset
+from emotalk3d.data.synth.generate import ensure_dataset
 
 SAMPLE_RATE = 16000
-
-
-def ensure_dataset(
-    data_dir: str | Path,
-    size: str = "small",
-    subjects: int | None = None,
-    seed: int = 0,
-) -> Path:
-    """Return `data_dir`, generating the built-in synthetic dataset there when it is missing.
-
-    A missing or empty folder is filled with `emotalk3d.data.synth.generate.generate_dataset`
-    (built-in rig) written to a temporary sibling folder and renamed when complete, so an
-    interrupted generation never leaves a half-written dataset. An existing folder must be in
-    the dataset format.
-
-    Raises:
-        DatasetFormatError: the folder exists but is not a dataset in the format.
-    """
-    path = Path(data_dir)
-    if path.is_dir() and any(path.iterdir()):
-        read_dataset(path)  # raises DatasetFormatError naming the problem
-        return path
-    if path.exists() and not path.is_dir():
-        raise DatasetFormatError(f"data_dir {path} is a file; expected a dataset folder")
-    from emotalk3d.data.synth.generate import generate_dataset
-
-    print(
-        f"{path} does not exist: generating the built-in synthetic dataset (size {size}, "
-        f"seed {seed}) there; later runs reuse it",
-        flush=True,
-    )
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    generate_dataset(tmp, rig="builtin", size=size, subjects=subjects, seed=seed, progress=True)
-    if path.is_dir():  # an empty folder left by the user
-        path.rmdir()
-    os.replace(tmp, path)
-    print(f"wrote {path}", flush=True)
-    return path
 
 
 @dataclass

@@ -36,6 +36,7 @@ from emotalk3d.data.format import (
     DatasetFormatError,
     SequenceMeta,
     Template,
+    read_dataset,
     write_calibration,
     write_frame_images,
     write_sequence,
@@ -521,7 +522,6 @@ def write_preview(
         frames: number of frames (columns), evenly spread.
         cameras: camera ids (rows; default: all).
     """
-    from emotalk3d.data.format import read_dataset
     from emotalk3d.data.synth.preview import contact_sheet
 
     subjects = read_dataset(root)
@@ -546,3 +546,47 @@ def write_preview(
     out = Path(out)
     contact_sheet(grid, row_labels=cam_ids, col_labels=[f"frame {t}" for t in idx], path=out)
     return out
+
+
+def ensure_dataset(
+    data_dir: str | Path,
+    size: str = "small",
+    subjects: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Return `data_dir`, generating the built-in synthetic dataset there when it is missing.
+
+    A missing or empty folder is filled with `emotalk3d.data.synth.generate.generate_dataset`
+    (built-in rig) written to a temporary sibling folder and renamed when complete, so an
+    interrupted generation never leaves a half-written dataset. An existing folder must be in
+    the dataset format.
+
+    Raises:
+        DatasetFormatError: the folder exists but is not a dataset in the format.
+    """
+    path = Path(data_dir)
+    if path.is_dir() and any(path.iterdir()):
+        try:
+            read_dataset(path)
+        except DatasetFormatError as err:
+            raise DatasetFormatError(
+                f"{path} is not a dataset in the emotalk3d dataset format ({err}). Point "
+                "data_dir at a dataset folder, or at a folder that does not exist yet to "
+                "generate the built-in synthetic dataset there."
+            ) from err
+        return path
+    if path.exists() and not path.is_dir():
+        raise DatasetFormatError(f"data_dir {path} is a file; expected a dataset folder")
+    print(
+        f"{path} does not exist: generating the built-in synthetic dataset (size {size}, "
+        f"seed {seed}) there; later runs reuse it",
+        flush=True,
+    )
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    generate_dataset(tmp, rig="builtin", size=size, subjects=subjects, seed=seed, progress=True)
+    if path.is_dir():  # an empty folder left by the user
+        path.rmdir()
+    os.replace(tmp, path)
+    print(f"wrote {path}", flush=True)
+    return path
