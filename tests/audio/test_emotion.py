@@ -17,16 +17,6 @@ from emotalk3d.audio.emotion import (
 from emotalk3d.constants import EMOTIONS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These ops are too small to gain from threads; on a loaded 2-core machine OpenMP
-    spin-waiting made them 10x slower. Restores the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _voice(seconds: float, f0: float, amp: float = 0.3, seed: int = 0) -> torch.Tensor:  # [S]
     """A crude voiced sound: harmonics of f0 with a slow loudness envelope, plus noise."""
     g = torch.Generator().manual_seed(seed)

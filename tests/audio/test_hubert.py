@@ -17,16 +17,6 @@ from emotalk3d.audio.hubert import (
 from emotalk3d.audio.load import num_motion_frames
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These ops are too small to gain from threads; on a loaded 2-core machine OpenMP
-    spin-waiting made them 10x slower. Restores the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _audio(batch: int = 2, seconds: float = 1.0, seed: int = 0) -> torch.Tensor:  # [B, S]
     g = torch.Generator().manual_seed(seed)
     return 0.1 * torch.randn(batch, int(seconds * 16000), generator=g) + 0.05

@@ -20,15 +20,6 @@ from emotalk3d.render.sh import SH_C0, rgb_to_sh0
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: intra-op threads only add contention on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _camera(c: int = 1, f: float = 50.0, w: int = 32, h: int = 32, dtype=F64):
     viewmats = torch.eye(4, dtype=dtype).repeat(c, 1, 1)  # camera at the origin looking +z
     Ks = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], dtype=dtype).repeat(c, 1, 1)
