@@ -187,6 +187,7 @@ def load_pretrained(
         PretrainedNotAvailableError: The folder is not a saved model, or the hub id could not
             be downloaded (no network, unknown id, not in the cache).
     """
+    kwargs.setdefault("dtype", torch.float32)  # our code runs in float32 (weights may be f16)
     path = Path(pretrained).expanduser()
     if path.is_dir():
         try:

@@ -13,6 +13,8 @@ any template of the same topology.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -105,6 +107,7 @@ class S2GNet(nn.Module):
         use_emotion: bool = True,
         fps: int = 25,
         sample_rate: int = 16000,
+        head_rank: int | None = None,
     ) -> None:
         """Build the network.
 
@@ -123,6 +126,9 @@ class S2GNet(nn.Module):
             use_emotion: False for the no-emotion ablation: the emotion input is ignored.
             fps: motion frames per second.
             sample_rate: audio sample rate the encoder expects.
+            head_rank: None for a full linear head; r for a rank-r factorised head
+                (Linear(hidden, r) then the zero-initialised Linear(r, P * 3)): what
+                `compress_head` makes of a trained full head for a compact bundle.
         """
         super().__init__()
         if audio_encoder is not None:
@@ -159,9 +165,40 @@ class S2GNet(nn.Module):
         self.fuse = nn.Sequential(
             nn.Linear(cond_dim, hidden_size), nn.LeakyReLU(0.2), nn.Dropout(dropout)
         )
-        self.head = nn.Linear(hidden_size, num_points * 3)
-        nn.init.zeros_(self.head.weight)  # residual head: untrained output == template
-        nn.init.zeros_(self.head.bias)
+        self.head_rank = head_rank
+        if head_rank is None:
+            self.head = nn.Linear(hidden_size, num_points * 3)
+        else:
+            if not 1 <= head_rank <= min(hidden_size, num_points * 3):
+                raise ValueError(
+                    f"head_rank must be in [1, {min(hidden_size, num_points * 3)}], got {head_rank}"
+                )
+            self.head = nn.Sequential(
+                nn.Linear(hidden_size, head_rank, bias=False), nn.Linear(head_rank, num_points * 3)
+            )
+        last = self.head if head_rank is None else self.head[1]
+        nn.init.zeros_(last.weight)  # residual head: untrained output == template
+        nn.init.zeros_(last.bias)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (all but `audio_encoder`), read back from the module."""
+        return {
+            "num_points": int(self.num_points),
+            "num_subjects": int(self.num_subjects),
+            **({} if self.audio_encoder is not None else {"audio_dim": int(self.audio_dim)}),
+            "hidden_size": int(self.gru.hidden_size),
+            "num_layers": int(self.gru.num_layers),
+            "emotion_dim": int(self.emotion_dim),
+            "emotion_embed_dim": (
+                int(self.emotion_embed[0].out_features) if self.use_emotion else 64
+            ),
+            "subject_embed_dim": int(self.subject_embed.embedding_dim),
+            "dropout": float(self.gru.dropout),
+            "use_emotion": bool(self.use_emotion),
+            "fps": int(self.fps),
+            "sample_rate": int(self.sample_rate),
+            "head_rank": self.head_rank,
+        }
 
     def num_frames(self, num_samples: int) -> int:
         """Motion frames for a clip of `num_samples` audio samples: ceil(duration * fps)."""
@@ -256,3 +293,40 @@ class S2GNet(nn.Module):
                 f"{subject.tolist()}"
             )
         return template
+
+
+def low_rank_factors(
+    weight: Tensor,  # [O, I]
+    rank: int,
+) -> tuple[Tensor, Tensor]:  # [rank, I], [O, rank]
+    """Best rank-r factorisation of a linear map (truncated SVD, Eckart-Young).
+
+    Returns (A, B) with B @ A the rank-r matrix nearest to `weight` in Frobenius norm; the
+    singular values are split evenly between the factors (sqrt on each side).
+    """
+    if not 1 <= rank <= min(weight.shape):
+        raise ValueError(f"rank must be in [1, {min(weight.shape)}], got {rank}")
+    u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)  # [O, k], [k], [k, I]
+    root = s[:rank].sqrt()
+    a = root[:, None] * vh[:rank]  # [rank, I]
+    b = u[:, :rank] * root[None]  # [O, rank]
+    return a.to(weight.dtype), b.to(weight.dtype)
+
+
+def compress_head(net: S2GNet, rank: int) -> S2GNet:
+    """A copy of a trained S2GNet whose full output head is replaced by its best rank-r
+    factorisation (`low_rank_factors`); the other weights (and the audio encoder module) are
+    the same.
+
+    The face offsets of a rig-driven subject live in a low-dimensional space (a few dozen
+    blendshapes), so a rank of 64-128 keeps the predictions to a small fraction of a mm
+    while the head shrinks from hidden x 3P to (hidden + 3P) x r weights.
+    """
+    if net.head_rank is not None:
+        raise ValueError(f"the head is already factorised (rank {net.head_rank})")
+    out = S2GNet(audio_encoder=net.audio_encoder, **{**net.config(), "head_rank": rank})
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith(("head.", "audio_"))}
+    a, b = low_rank_factors(net.head.weight.detach(), rank)
+    state |= {"head.0.weight": a, "head.1.weight": b, "head.1.bias": net.head.bias.detach()}
+    out.load_state_dict(state, strict=False)
+    return out.to(net.head.weight.device).train(net.training)

@@ -166,18 +166,11 @@ class Bundle:
 
 def s2g_config(net: nn.Module) -> dict[str, Any]:
     """Constructor arguments of an `S2GNet` (except the audio encoder), read from the module."""
-    return {
-        "num_points": int(net.num_points),
-        "num_subjects": int(net.num_subjects),
-        "hidden_size": int(net.gru.hidden_size),
-        "num_layers": int(net.gru.num_layers),
-        "emotion_dim": int(net.emotion_dim),
-        "emotion_embed_dim": int(net.emotion_embed[0].out_features) if net.use_emotion else 64,
-        "subject_embed_dim": int(net.subject_embed.embedding_dim),
-        "use_emotion": bool(net.use_emotion),
-        "fps": int(net.fps),
-        "sample_rate": int(net.sample_rate),
-    }
+    config = net.config()
+    config.pop("dropout", None)  # inference only: no dropout
+    if config.get("head_rank") is None:  # bundles written before head_rank existed
+        config.pop("head_rank", None)
+    return config
 
 
 @_quiet_hf()
@@ -215,7 +208,7 @@ def load_bundle(
         s2g_cfg = comps["s2g"]
         net = S2GNet(audio_encoder=encoder, **s2g_cfg["config"])
         state = load_file(str(folder / s2g_cfg["path"]))
-        templates = state.pop("subject_templates")
+        templates = state.pop("subject_templates").float()
         regions = {
             k.split(".", 1)[1]: state.pop(k).bool() for k in list(state) if k.startswith("regions.")
         }
@@ -294,10 +287,10 @@ def load_rig_file(path: str | os.PathLike) -> Any:
     meta = json.loads(path.with_suffix(".json").read_text())
     regions = {k[8:]: v.numpy().astype(bool) for k, v in state.items() if k.startswith("regions.")}
     return LinearRig(
-        neutral=state["neutral"].numpy(),
+        neutral=state["neutral"].float().numpy(),
         faces=state["faces"].numpy(),
-        uvs=state["uvs"].numpy(),
-        expression_deltas=state["expression_deltas"].numpy(),
+        uvs=state["uvs"].float().numpy(),
+        expression_deltas=state["expression_deltas"].float().numpy(),
         expression_names=tuple(meta["expression_names"]),
         regions=regions,
         landmarks=meta.get("landmarks", {}),
@@ -318,6 +311,7 @@ def save_bundle(
     rig: Any = None,
     render: dict[str, Any] | None = None,
     sources: dict[str, str] | None = None,
+    storage_dtype: str = "float32",
 ) -> Path:
     """Write a bundle from plain modules, atomically (a temporary folder renamed into place).
 
@@ -332,6 +326,8 @@ def save_bundle(
         rig: Optional `LinearRig` of the subjects' topology, for ARKit export.
         render: Defaults of the render camera: distance, height, target, fov_deg, background.
         sources: Where the components came from (written to the manifest).
+        storage_dtype: "float32", or "float16" to halve the files (the committed demo):
+            every floating tensor is stored in half precision and loaded back as float32.
 
     Returns:
         The folder.
@@ -423,7 +419,11 @@ def save_bundle(
             "render": {**default_render_settings(), **(render or {})},
             "components": components,
             "sources": sources or {},
+            "storage_dtype": _check_storage_dtype(storage_dtype),
         }
+        if storage_dtype != "float32":
+            for file in sorted(tmp.rglob("*.safetensors")):
+                cast_safetensors(file, getattr(torch, storage_dtype))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
@@ -432,6 +432,34 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _check_storage_dtype(name: str) -> str:
+    if name not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {name!r}")
+    return name
+
+
+def cast_safetensors(path: str | os.PathLike, dtype: torch.dtype) -> Path:
+    """Rewrite a .safetensors file in place (atomically) with its floating tensors in `dtype`.
+
+    Integer and boolean tensors and the file's metadata are kept as they are.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.partial")
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path
 
 
 def default_render_settings() -> dict[str, Any]:
@@ -459,6 +487,8 @@ def export_bundle(
     subject_ckpts: dict[str, str | os.PathLike] | list[str | os.PathLike],
     rig: Any = None,
     render: dict[str, Any] | None = None,
+    head_rank: int | None = None,
+    storage_dtype: str = "float32",
 ) -> Path:
     """Build a bundle from the Lightning checkpoints of the three training runs.
 
@@ -471,11 +501,15 @@ def export_bundle(
             names the subjects, a list names them after the S2G subjects (then subject0, ...).
         rig: Optional `LinearRig` (or "builtin:tiny"-style spec for `load_rig`) for ARKit export.
         render: Camera/background defaults (see `default_render_settings`).
+        head_rank: Factorise S2GNet's output head to this rank (truncated SVD,
+            `emotalk3d.geometry.s2gnet.compress_head`) to shrink the bundle; None keeps it.
+        storage_dtype: "float32", or "float16" for half-size files (see `save_bundle`).
 
     Returns:
         The bundle folder.
     """
     from emotalk3d.gaussians.model import load_appearance
+    from emotalk3d.geometry.s2gnet import compress_head
     from emotalk3d.training.emotion_module import EmotionModule
     from emotalk3d.training.s2g_module import S2GModule
     from emotalk3d.training.subject_module import SubjectModule
@@ -520,9 +554,10 @@ def export_bundle(
     render = dict(render or {})
     if background is not None:
         render.setdefault("background", background)
+    net = s2g_module.net if head_rank is None else compress_head(s2g_module.net, head_rank)
     return save_bundle(
         out,
-        s2g_module.net,
+        net,
         emotion_module.extractor,
         heads,
         s2g_subjects=s2g_names,
@@ -534,7 +569,9 @@ def export_bundle(
             "s2g": str(s2g_ckpt),
             "emotion": str(emotion_ckpt),
             **{f"appearance:{n}": str(p) for n, p in items},
+            **({"s2g_head_rank": str(head_rank)} if head_rank is not None else {}),
         },
+        storage_dtype=storage_dtype,
     )
 
 

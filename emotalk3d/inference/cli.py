@@ -59,6 +59,19 @@ def register(subparsers) -> None:
         help="face rig for ARKit export, KIND:SIZE as `emotalk3d data synth` used "
         "(e.g. builtin:tiny, ict:small)",
     )
+    b.add_argument(
+        "--head-rank",
+        type=int,
+        default=None,
+        help="factorise S2GNet's output head to this rank by truncated SVD (smaller files; "
+        "the demo uses 96)",
+    )
+    b.add_argument(
+        "--storage-dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="precision of the stored weights (float16 halves the bundle; loaded as float32)",
+    )
     b.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     b.set_defaults(handler=run_bundle)
 
@@ -435,7 +448,15 @@ def run_bundle(args: argparse.Namespace) -> int:
         }
     else:  # unnamed: named after S2GNet's training subjects
         subjects = list(args.subject)
-    folder = export_bundle(args.out, args.s2g, args.emotion, subjects, rig=args.rig)
+    folder = export_bundle(
+        args.out,
+        args.s2g,
+        args.emotion,
+        subjects,
+        rig=args.rig,
+        head_rank=args.head_rank,
+        storage_dtype=args.storage_dtype,
+    )
     print(f"wrote the inference bundle {folder}")
     return 0
 
