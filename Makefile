@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 #   make TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" setup
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.emotalk3d-installed
-DEMO_DATA ?= data/demo-tiny
+DEMO_OUT ?= outputs/demo
+DEMO_RESOLUTION ?= 256
 
 .PHONY: setup system-deps demo test lint clean
 
@@ -24,11 +25,15 @@ system-deps:
 
 setup: system-deps $(STAMP)
 
+# Render every clip of examples/ with the committed demo model (checkpoints/demo) from three
+# views; `emotion auto` lets the emotion extractor decide (it prints its decision).
 demo: setup
-	$(BIN)/emotalk3d data synth --rig builtin --size tiny --subjects 1 --seed 0 --out $(DEMO_DATA)
-	$(BIN)/emotalk3d data check $(DEMO_DATA)
-	$(BIN)/emotalk3d data preview $(DEMO_DATA) --out $(DEMO_DATA)/preview.png
-	@echo "demo dataset: $(DEMO_DATA)  preview: $(DEMO_DATA)/preview.png"
+	@for clip in examples/*.wav; do \
+	  $(BIN)/python render.py --audio $$clip --emotion auto --views 0,30,-30 \
+	    --resolution $(DEMO_RESOLUTION) --out $(DEMO_OUT)/$$(basename $$clip .wav).mp4 || exit 1; \
+	done
+	@echo "demo videos (view 0, 30 and -30 degrees of each example clip):"
+	@ls -1 $(DEMO_OUT)/*.mp4
 
 test: setup
 	$(BIN)/python -m pytest -q
