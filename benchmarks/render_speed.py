@@ -1,6 +1,17 @@
-"""Rasterizer speed: frames/s and peak memory of `render_gaussians` (issue 7's render suite).
+"""Rendering speed: frames/s and peak memory of the rasterizer and of a subject's per-frame path.
 
-Random Gaussians fill a head-sized ellipsoid (semi-axes 80 x 110 x 95 mm; scales half the mean
+Two tables (issue 7's render suite; `--only` picks one):
+
+1. The rasterizer alone (`render_gaussians`) on random scenes of 10k, 50k and 100k Gaussians
+   at 256x256 and 512x512 (below).
+2. The full per-frame path of a subject: `TalkingHead.gaussians` (upsampling, G2ANet, head
+   completion, opacity blending) then `TalkingHead.render` (activation, SH, rasterize), at
+   256x256 and 512x512, one frame at a time and batched, on the demo bundle (checkpoints/demo)
+   when present, else an untrained bundle of the same rig and OTF count (the RESULT says
+   which), fed S2GNet's geometry of the example clips.
+
+Random scenes:
+random Gaussians fill a head-sized ellipsoid (semi-axes 80 x 110 x 95 mm; scales half the mean
 spacing, so density and pixel coverage stay head-like as N grows; SH degree 3; logit
 opacities ~ N(0, 1)), seen by a 30-degree-FOV camera at 650 mm (the project's default
 capture distance). Each timed frame uses the next camera of a 12-view orbit (rotating inputs);
@@ -18,21 +29,28 @@ Prints a table and ends with one line `RESULT {json}`.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import statistics
-import threading
-import time
+import sys
+from pathlib import Path
 
-# Idle OpenMP threads spin by default; on a shared or busy machine spinning threads starve the
-# working ones (measured: 10x the CPU time per frame with 2 threads at load 8). Passive waiting
-# must be chosen before torch loads libgomp; the value used is reported with the machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# isort: off
+from _common import (  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+    PeakMemory,
+    StageTimer,
+    bundle_for,
+    example_audio,
+    machine,
+    print_machine,
+    print_result,
+    sync,
+    time_repeats,
+)
 
 import torch  # noqa: E402
 
+# isort: on
 from emotalk3d.render.rasterize import render_gaussians  # noqa: E402
 
 HEAD_SEMI_AXES_MM = (80.0, 110.0, 95.0)
@@ -81,115 +99,86 @@ def orbit_cameras(
     return torch.stack(mats).to(device), K.expand(views, 3, 3).contiguous().to(device)
 
 
-class _PeakRSS:
-    """Samples this process's resident set size in a background thread."""
-
-    def __init__(self, interval: float = 0.002):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-    def _rss(self) -> int:
-        try:
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * self._page
-        except OSError:
-            return 0
-
-    def __enter__(self):
-        self.base = self.peak = self._rss()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
-def machine() -> dict[str, object]:
-    """CPU model and cores, GPU, library versions and load: what a figure was measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        import gsplat
-
-        gsplat_version = gsplat.__version__
-    except Exception:  # noqa: BLE001 - report, never fail, on a broken install
-        gsplat_version = None
-    info = {
-        "cpu": cpu,
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "gsplat": gsplat_version,
-        "python": platform.python_version(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    return info
-
-
 def bench(
     backend: str, device: str, n: int, size: int, repeats: int, warmup: int
 ) -> dict[str, float]:
+    """Rasterizer alone: N random head-volume Gaussians, one camera per frame."""
     scene = head_scene(n, device=device)
     viewmats, Ks = orbit_cameras(12, size, device)
-    cuda = device == "cuda"
+    coverage: list[float] = []
 
-    def frame(i: int) -> torch.Tensor:
+    def frame(i: int) -> None:
         j = i % len(viewmats)
-        out = render_gaussians(
+        img = render_gaussians(
             **scene, viewmats=viewmats[j : j + 1], Ks=Ks[j : j + 1], width=size, height=size,
             backend=backend, background=torch.ones(3, device=device),
-        )  # fmt: skip
-        return out.image
+        ).image  # fmt: skip
+        coverage.append(float((img < 0.999).any(-1).float().mean()))
 
     with torch.no_grad():
         for i in range(warmup):
             frame(i)
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        walls, cpus, coverage = [], [], []
-        with _PeakRSS() as rss:
-            for i in range(repeats):
-                t0, c0 = time.perf_counter(), time.process_time()
-                img = frame(warmup + i)
-                if cuda:
-                    torch.cuda.synchronize()
-                walls.append(time.perf_counter() - t0)
-                cpus.append(time.process_time() - c0)
-                coverage.append(float((img < 0.999).any(-1).float().mean()))
-    wall = statistics.median(walls)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else rss.growth_mb
+        with PeakMemory(device) as mem:
+            t = time_repeats(frame, repeats, 0, device)
     return {
         "n": n,
         "size": size,
-        "fps": 1.0 / wall,
-        "ms_per_frame": 1000 * wall,
-        "cpu_s_per_frame": statistics.median(cpus),
-        "peak_mem_mb": round(peak, 1),
-        "coverage": round(statistics.mean(coverage), 3),
+        "fps": 1.0 / t["wall_s"],
+        "ms_per_frame": 1000 * t["wall_s"],
+        "cpu_s_per_frame": t["cpu_s"],
+        "peak_mem_mb": round(mem.growth_mb, 1),
+        "coverage": round(statistics.mean(coverage[warmup:]), 3),
+    }
+
+
+def subject_frames(head, quick: bool) -> tuple[torch.Tensor, object]:  # [T, P, 3], emotion
+    """Face geometry the per-frame path is fed: S2GNet on the example clips (4 s; 1 s quick),
+    emotion `happy`, so colours, rotations and completion see real motion."""
+    audio = example_audio(1.0 if quick else 4.0)
+    choice = head.resolve_emotion("happy")
+    return head.geometry(audio, choice, sample_rate=16000), choice
+
+
+def bench_subject(
+    head, points: torch.Tensor, choice, size: int, batch: int, repeats: int, warmup: int
+) -> dict[str, float]:
+    """The full per-frame path of a subject: `TalkingHead.gaussians` (upsampling, G2ANet,
+    head completion, opacity blending) then `TalkingHead.render` (activation, SH, rasterize),
+    for `batch` consecutive frames at a time, frontal camera; each repeat takes the next
+    frames of the clip (rotating inputs)."""
+    device = head.device
+    cams = head.cameras(0.0, size)
+    total = points.shape[0]
+    assert total >= batch, (total, batch)
+    stages = StageTimer(device)
+    n_gauss = [0]
+
+    def step(i: int) -> None:
+        start = (i * batch) % (total - batch + 1)
+        with stages("appearance"):
+            g = head.gaussians(points[start : start + batch], choice)
+        with stages("rasterize"):
+            head.render(g, cams, start)
+        n_gauss[0] = int(g.means.shape[1])
+
+    with torch.no_grad():
+        for i in range(warmup):
+            step(i)
+        stages.wall.clear()
+        stages.cpu.clear()
+        with PeakMemory(device) as mem:
+            t = time_repeats(step, repeats, 0, device)
+    frames = repeats * batch
+    return {
+        "n": n_gauss[0],
+        "size": size,
+        "batch": batch,
+        "fps": batch / t["wall_s"],
+        "ms_per_frame": 1000 * t["wall_s"] / batch,
+        "cpu_s_per_frame": t["cpu_s"] / batch,
+        "appearance_ms_per_frame": 1000 * stages.wall["appearance"] / frames,
+        "rasterize_ms_per_frame": 1000 * stages.wall["rasterize"] / frames,
+        "peak_mem_mb": round(mem.growth_mb, 1),
     }
 
 
@@ -200,6 +189,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds), for tests")
     p.add_argument("--repeats", type=int, default=None, help="timed frames per configuration")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--bundle", default=None, help="subject bundle (default: checkpoints/demo)")
+    p.add_argument(
+        "--only", choices=["all", "rasterizer", "subject"], default="all", help="which tables"
+    )
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda needs CUDA; use --device cpu (with --backend torch)")
@@ -207,26 +200,53 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         p.error("--backend gsplat needs --device cuda (gsplat's rasterizer is CUDA-only)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    cuda = args.device == "cuda"
     if args.quick:
         sizes, counts, repeats, warmup = (64,), (2_000,), args.repeats or 2, 1
+        subj_sizes, batches = (32,), (1, 2)
     else:
         sizes, counts, repeats, warmup = (256, 512), (10_000, 50_000, 100_000), 7, 2
         repeats = args.repeats or repeats
+        subj_sizes, batches = (256, 512), ((1, 16, 64) if cuda else (1, 4))
     info = machine()
-    print(f"render_speed: backend={args.backend} device={args.device}")
-    for k, v in info.items():
-        print(f"  {k}: {v}")
-    rows = []
-    header = f"{'N':>8} {'size':>5} {'fps':>8} {'ms/frame':>9} {'cpu s/fr':>9} {'peak MB':>8} {'cover':>6}"  # noqa: E501
-    print(header)
-    for size in sizes:
-        for n in counts:
-            r = bench(args.backend, args.device, n, size, repeats, warmup)
-            rows.append(r)
-            print(
-                f"{r['n']:>8} {r['size']:>5} {r['fps']:>8.2f} {r['ms_per_frame']:>9.1f} "
-                f"{r['cpu_s_per_frame']:>9.3f} {r['peak_mem_mb']:>8.1f} {r['coverage']:>6.2f}"
-            )
+    print_machine(f"render_speed: backend={args.backend} device={args.device}", info)
+    rows: list[dict[str, float]] = []
+    if args.only in ("all", "rasterizer"):
+        print("\nrasterizer alone (random Gaussians in a head-sized ellipsoid)")
+        print(
+            f"{'N':>8} {'size':>5} {'fps':>8} {'ms/frame':>9} {'cpu s/fr':>9} {'peak MB':>8} {'cover':>6}"
+        )  # noqa: E501
+        for size in sizes:
+            for n in counts:
+                r = bench(args.backend, args.device, n, size, repeats, warmup)
+                rows.append(r)
+                print(
+                    f"{r['n']:>8} {r['size']:>5} {r['fps']:>8.2f} {r['ms_per_frame']:>9.1f} "
+                    f"{r['cpu_s_per_frame']:>9.3f} {r['peak_mem_mb']:>8.1f} {r['coverage']:>6.2f}"
+                )
+    subject_rows: list[dict[str, float]] = []
+    bundle_kind = None
+    if args.only in ("all", "subject"):
+        from emotalk3d.inference.pipeline import TalkingHead
+
+        folder, bundle_kind = bundle_for(args.quick, args.bundle)
+        head = TalkingHead.from_checkpoints(folder, device=args.device, backend=args.backend)
+        points, choice = subject_frames(head, args.quick)
+        print(f"\nper-frame path of subject {head.subject} ({bundle_kind} bundle {folder})")
+        print(
+            f"{'N':>8} {'size':>5} {'batch':>5} {'fps':>8} {'ms/frame':>9} {'cpu s/fr':>9} {'appear ms':>9} {'raster ms':>9} {'peak MB':>8}"
+        )  # noqa: E501
+        for size in subj_sizes:
+            for b in batches:
+                r = bench_subject(head, points, choice, size, b, repeats, warmup)
+                subject_rows.append(r)
+                print(
+                    f"{r['n']:>8} {r['size']:>5} {r['batch']:>5} {r['fps']:>8.2f} "
+                    f"{r['ms_per_frame']:>9.1f} {r['cpu_s_per_frame']:>9.3f} "
+                    f"{r['appearance_ms_per_frame']:>9.1f} {r['rasterize_ms_per_frame']:>9.1f} "
+                    f"{r['peak_mem_mb']:>8.1f}"
+                )
+        sync(args.device)
     result = {
         "benchmark": "render_speed",
         "backend": args.backend,
@@ -235,8 +255,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "repeats": repeats,
         "machine": info,
         "results": rows,
+        "subject": {"bundle": bundle_kind, "results": subject_rows},
     }
-    print("RESULT " + json.dumps(result))
+    print_result(result)
     return result
 
 

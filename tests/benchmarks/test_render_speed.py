@@ -37,6 +37,15 @@ def test_quick_run_prints_a_well_formed_result_line(render_speed, capsys):
     # On CPU the peak is the RSS growth over the timed frames, which may round to 0 after
     # the warm-up frame allocated everything; so only non-negative is guaranteed.
     assert row["peak_mem_mb"] >= 0 and 0 < row["coverage"] <= 1
+    # the subject's per-frame path: the tiny untrained bundle, unbatched and batched
+    subject = result["subject"]
+    assert subject["bundle"] == "untrained:builtin:tiny"
+    assert [(r["size"], r["batch"]) for r in subject["results"]] == [(32, 1), (32, 2)]
+    for r in subject["results"]:
+        assert r["n"] > 4000  # the tiny rig's dense face Gaussians plus OTF copies
+        assert r["fps"] == pytest.approx(1000.0 / r["ms_per_frame"])
+        assert r["appearance_ms_per_frame"] > 0 and r["rasterize_ms_per_frame"] > 0
+        assert r["peak_mem_mb"] >= 0
 
 
 def test_gsplat_on_cpu_is_refused_with_the_fix(render_speed, capsys):
