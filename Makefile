@@ -9,7 +9,7 @@ STAMP := $(VENV)/.emotalk3d-installed
 DEMO_OUT ?= outputs/demo
 DEMO_RESOLUTION ?= 256
 
-.PHONY: setup system-deps demo test lint clean
+.PHONY: setup system-deps web demo test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 system-deps:
 	bash scripts/install-system-deps.sh
 
-setup: system-deps $(STAMP)
+# the viewer's web client: npm packages from package-lock.json, then the bundle in viewer/web/dist
+web:
+	cd viewer/web && npm ci --no-audit --no-fund && npm run build
+
+setup: system-deps $(STAMP) web
 
 # Render every clip of examples/ with the committed demo model (checkpoints/demo) from three
 # views; `emotion auto` lets the emotion extractor decide (it prints its decision).
@@ -43,4 +47,4 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache viewer/web/node_modules viewer/web/dist

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages emotalk3d needs and that are missing: espeak-ng (speech for the
-# synthetic data and the examples). Idempotent; uses sudo when not root.
+# synthetic data and the examples), chromium (the viewer's browser tests drive /usr/bin/chromium
+# headless through Playwright; no browser is downloaded) and Node.js with npm (the viewer's web
+# client is built by `make web`; only installed when `node`/`npm` are absent, so a newer Node.js
+# already on the machine is kept). Idempotent; uses sudo when not root.
 set -euo pipefail
 
 need=()
 ldconfig -p 2>/dev/null | grep -q 'libespeak-ng\.so' || need+=(libespeak-ng1 espeak-ng-data)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
