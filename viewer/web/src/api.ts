@@ -100,8 +100,14 @@ export class Api {
     return getJson<ClipInfo>(`${this.base}/api/clips/${encodeURIComponent(id)}`);
   }
 
-  audioUrl(id: string): string {
-    return `${this.base}/api/clips/${encodeURIComponent(id)}/audio`;
+  /**
+   * The clip's audio as a Blob: played from an object URL, so seeking never depends on the
+   * server answering HTTP range requests (a media element cannot seek a stream without them).
+   */
+  async audio(id: string): Promise<Blob> {
+    const response = await fetch(`${this.base}/api/clips/${encodeURIComponent(id)}/audio`);
+    if (!response.ok) throw await failure(response);
+    return await response.blob();
   }
 
   async frames(id: string, start: number, count: number, n: number): Promise<FrameRange> {

@@ -97,7 +97,11 @@ export function attachControls(element: HTMLElement, camera: OrbitCamera): () =>
   };
 
   const onDown = (e: PointerEvent) => {
-    element.setPointerCapture(e.pointerId);
+    try {
+      element.setPointerCapture(e.pointerId);
+    } catch {
+      // a synthetic pointer (no active pointer with this id) cannot be captured; drag anyway
+    }
     pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
     panning = e.button === 1 || e.button === 2 || e.shiftKey || e.ctrlKey;
     if (pointers.size === 2) {

@@ -24,6 +24,7 @@ export interface ViewerHooks {
   numSplats(): number;
   loadedFrames(): number;
   lastSortMs(): number;
+  camera(): { yaw: number; pitch: number; distance: number; target: number[] };
 }
 
 declare global {
@@ -72,6 +73,7 @@ class Viewer {
   private clip: ClipInfo | null = null;
   private store: FrameStore | null = null;
   private uploaded: File | null = null;
+  private audioUrl: string | null = null;
   private shown = -2; // frame on screen: -1 canonical, -2 nothing yet
   private drawnCamera = -1;
   private dirty = true;
@@ -97,6 +99,12 @@ class Viewer {
       numSplats: () => this.renderer?.numSplats ?? 0,
       loadedFrames: () => this.store?.loadedFrames ?? 0,
       lastSortMs: () => this.renderer?.lastSortMs ?? 0,
+      camera: () => ({
+        yaw: this.camera.yaw,
+        pitch: this.camera.pitch,
+        distance: this.camera.distance,
+        target: [...this.camera.target],
+      }),
     };
     window.__viewer = this.hooks;
   }
@@ -244,17 +252,22 @@ class Viewer {
       this.dirty = true;
     });
     this.store = store;
+    const firstFrames = store.request(0); // in parallel with the audio
     const metadata = new Promise<void>((resolve, reject) => {
       this.audio.addEventListener("loadedmetadata", () => resolve(), { once: true });
       this.audio.addEventListener("error", () => reject(new Error("the clip's audio failed to load")), { once: true });
     });
-    this.audio.src = this.api.audioUrl(info.id);
+    const audio = await this.api.audio(info.id);
+    if (this.store !== store) return;
+    if (this.audioUrl !== null) URL.revokeObjectURL(this.audioUrl);
+    this.audioUrl = URL.createObjectURL(audio);
+    this.audio.src = this.audioUrl;
     this.audio.load();
     this.timeline.max = String(info.duration);
     this.timeline.step = "any";
     this.timeline.value = "0";
     this.setStatus(`clip ${info.id}: ${info.num_frames} frames at ${info.fps} fps, emotion ${info.emotion}; loading frames…`);
-    await Promise.all([store.request(0), metadata]);
+    await Promise.all([firstFrames, metadata]);
     if (this.store !== store) return;
     this.playButton.disabled = false;
     this.timeline.disabled = false;
