@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES: dict[str, str] = {
     "data": "emotalk3d.data.cli",
     "render": "emotalk3d.inference.cli",
+    "viewer": "emotalk3d.viewer.cli",
 }
 
 
