@@ -8,6 +8,10 @@ The stages are exposed for tests, .ply export and ARKit export: `geometry(audio,
 gives the face points of every frame [T, P, 3], `gaussians(points, emotion)` the raw Gaussians
 of those frames, `render(gaussians, cameras)` their images.
 
+`stream(chunks, ...)` does the same for audio that arrives in chunks (a microphone, a live
+viewer): frames come out as soon as their audio and a short look-ahead have arrived
+(`emotalk3d.inference.streaming`, docs/streaming.md).
+
 Long audio runs in overlapping windows (20 s, 2 s overlap by default): each window runs HuBERT
 and S2GNet on its own audio, and the geometry of two windows is cross-faded linearly over their
 overlap, so memory is bounded by one window and there is no seam. Frames are rendered in small
@@ -19,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +36,14 @@ from torch import Tensor
 from emotalk3d.audio.load import SAMPLE_RATE, load_audio, prepare_audio
 from emotalk3d.constants import EMOTION_DIM, EMOTIONS, emotion_mix_vector
 from emotalk3d.inference.checkpoint import DEMO_BUNDLE, Bundle, load_bundle
+from emotalk3d.inference.streaming import (
+    DEFAULT_CONTEXT_SECONDS,
+    DEFAULT_CROSSFADE_FRAMES,
+    DEFAULT_LOOKAHEAD_SECONDS,
+    GeometryStreamer,
+    StreamConfig,
+    stream_geometry,
+)
 
 AUTO = "auto"
 ORBIT = "orbit"
@@ -307,7 +319,7 @@ class FrameBatch:
     """What `TalkingHead.__call__` yields for consecutive frames [start, start + b)."""
 
     start: int
-    images: np.ndarray  # [b, C, H, W, 3] uint8
+    images: np.ndarray | None  # [b, C, H, W, 3] uint8; None from stream(render=False)
     geometry: Tensor  # [b, P, 3] face points (mm)
 
 
@@ -700,6 +712,76 @@ class TalkingHead:
             u8 = (images * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
             yield FrameBatch(start=start, images=u8, geometry=pts)
             start += pts.shape[0]
+
+    def stream(
+        self,
+        chunks: Iterable[Tensor | np.ndarray],
+        emotion: EmotionChoice | str | Mapping[str, float] | Tensor = "neutral",
+        cameras: Cameras | float | Sequence[float] = 0.0,
+        *,
+        intensity: float | None = None,
+        resolution: int = 256,
+        lookahead_seconds: float = DEFAULT_LOOKAHEAD_SECONDS,
+        context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+        crossfade_frames: int = DEFAULT_CROSSFADE_FRAMES,
+        render: bool = True,
+        batch_size: int = 8,
+    ) -> Iterator[FrameBatch]:
+        """Render audio that arrives in chunks: each `FrameBatch` is yielded as soon as its
+        frames' audio plus `lookahead_seconds` has arrived (docs/streaming.md).
+
+        The geometry is S2GNet re-run on a sliding window (`context_seconds` before the new
+        frames to everything received) and cross-faded at window seams; it matches offline
+        processing (`geometry`) within the tolerance measured in docs/streaming.md. Frames
+        are rendered exactly as `__call__` renders them.
+
+        Args:
+            chunks: 16 kHz mono float chunks [s] of any sizes (e.g. 200 ms), in order; the
+                stream ends when the iterable does.
+            emotion: A name, a mix, {name: intensity}, an `EmotionChoice` or a vector [E];
+                not `auto`, which needs the whole clip.
+            cameras: `Cameras` with static viewmats, a yaw in degrees or several yaws (an
+                orbit needs the clip length, which a stream does not know).
+            intensity: Intensity in [0, 1] of a named emotion (default 1).
+            resolution: Square image size when `cameras` is not a `Cameras`.
+            lookahead_seconds: Audio after a frame needed before it is emitted.
+            context_seconds: Audio before the new frames each window re-reads.
+            crossfade_frames: Frames cross-faded at each window seam.
+            render: False yields geometry only (`images` None): what a client-side renderer
+                such as the viewer needs.
+            batch_size: Most frames rendered together.
+
+        Raises:
+            ValueError: `auto` emotion, an orbit camera, or a malformed chunk.
+        """
+        if isinstance(emotion, str) and emotion.strip().lower() == AUTO:
+            raise ValueError(
+                "stream() cannot use emotion 'auto': the extractor judges the whole clip; "
+                "pass a name or a mix (e.g. 'happy' or 'happy:0.7,surprised:0.3')"
+            )
+        if isinstance(cameras, str) or (isinstance(cameras, Cameras) and cameras.per_frame):
+            raise ValueError(
+                "stream() needs static cameras (a yaw, several yaws or Cameras without per-frame "
+                "viewmats): an orbit is planned over the clip length, which a stream does not know"
+            )
+        choice = self.resolve_emotion(emotion, None, intensity)
+        if render and not isinstance(cameras, Cameras):
+            cameras = self.cameras(cameras, resolution)
+        config = StreamConfig(lookahead_seconds, context_seconds, crossfade_frames)
+        streamer = GeometryStreamer(
+            self.s2g, self.template, choice.vector, self.style_id, config, self.device
+        )
+        start = 0
+        for pts in stream_geometry(streamer, chunks):
+            for b0 in range(0, pts.shape[0], max(1, int(batch_size))):
+                part = pts[b0 : b0 + max(1, int(batch_size))]
+                u8 = None
+                if render:
+                    assert isinstance(cameras, Cameras)
+                    images = self.render(self.gaussians(part, choice), cameras, start)
+                    u8 = (images * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+                yield FrameBatch(start=start, images=u8, geometry=part)
+                start += part.shape[0]
 
     # -------------------------------------------------------------------- exports
     def arkit_weights(self, points: Tensor) -> np.ndarray:  # points: [T, P, 3] -> [T, 52]
