@@ -1,0 +1,29 @@
+"""benchmarks/pipeline_speed.py must not rot: --quick runs and ends with a well-formed RESULT."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_quick_run_prints_a_well_formed_result_line(load_script, result_line, capsys):
+    script = load_script("pipeline_speed")
+    script.main(["--quick", "--threads", "1", "--memory-seconds", "3"])
+    result = result_line(capsys.readouterr().out)
+    assert result["benchmark"] == "pipeline_speed" and result["quick"] is True
+    assert result["bundle"] == "untrained:builtin:tiny"
+    assert (result["seconds"], result["resolution"], result["frames"]) == (1.0, 32, 25)
+    stages = {r["stage"]: r for r in result["stages"]}
+    assert set(stages) == set(script.STAGES)  # every stage of render.py's work is timed
+    assert all(r["wall_s"] >= 0 and r["cpu_s"] >= 0 for r in stages.values())
+    assert sum(r["wall_s"] for r in stages.values()) <= result["wall_s"] * 1.01
+    assert result["real_time_factor"] == pytest.approx(1.0 / result["wall_s"])
+    assert result["real_time_factor_no_encode"] >= result["real_time_factor"]
+    short, long = result["geometry_memory"]
+    assert (short["frames"], long["frames"]) == (25, 75)
+
+
+def test_gsplat_on_cpu_is_refused_with_the_fix(load_script, result_line, capsys):
+    script = load_script("pipeline_speed")
+    with pytest.raises(SystemExit):
+        script.main(["--quick", "--backend", "gsplat"])
+    assert "needs --device cuda" in capsys.readouterr().err
