@@ -111,5 +111,9 @@ def run_viewer(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
+        pass
+    print("emotalk3d viewer: stopped", flush=True)
     return 0

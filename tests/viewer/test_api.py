@@ -476,3 +476,42 @@ def test_cli_refuses_server_render_and_bad_ports(capsys):
     assert "--server-render is not implemented" in capsys.readouterr().err
     assert main(["viewer", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_cli_serves_on_127_0_0_1_and_prints_the_url(viewer_bundle, tmp_path):
+    """`emotalk3d viewer --port 0` prints its URL (127.0.0.1 by default), answers health and
+    stops cleanly on SIGINT."""
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", EMOTALK3D_WEB_DIST=str(tmp_path))
+    cmd = [sys.executable, "-m", "emotalk3d.cli", "viewer", "--checkpoint", str(viewer_bundle),
+           "--port", "0"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        line = proc.stdout.readline()
+        m = re.fullmatch(r"emotalk3d viewer: (http://127\.0\.0\.1:(\d+))/\n", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{m.group(1)}/api/health", timeout=5) as response:
+                    assert json.load(response)["status"] == "ok"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never answered health"
+                time.sleep(0.2)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{m.group(1)}/", timeout=5)
+        assert err.value.code == 503
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read()[-2000:]
