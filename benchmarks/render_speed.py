@@ -214,8 +214,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.only in ("all", "rasterizer"):
         print("\nrasterizer alone (random Gaussians in a head-sized ellipsoid)")
         print(
-            f"{'N':>8} {'size':>5} {'fps':>8} {'ms/frame':>9} {'cpu s/fr':>9} {'peak MB':>8} {'cover':>6}"
-        )  # noqa: E501
+            f"{'N':>8} {'size':>5} {'fps':>8} {'ms/frame':>9} {'cpu s/fr':>9} "
+            f"{'peak MB':>8} {'cover':>6}"
+        )
         for size in sizes:
             for n in counts:
                 r = bench(args.backend, args.device, n, size, repeats, warmup)
@@ -234,8 +235,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         points, choice = subject_frames(head, args.quick)
         print(f"\nper-frame path of subject {head.subject} ({bundle_kind} bundle {folder})")
         print(
-            f"{'N':>8} {'size':>5} {'batch':>5} {'fps':>8} {'ms/frame':>9} {'cpu s/fr':>9} {'appear ms':>9} {'raster ms':>9} {'peak MB':>8}"
-        )  # noqa: E501
+            f"{'N':>8} {'size':>5} {'batch':>5} {'fps':>8} {'ms/frame':>9} {'cpu s/fr':>9} "
+            f"{'appear ms':>9} {'raster ms':>9} {'peak MB':>8}"
+        )
         for size in subj_sizes:
             for b in batches:
                 r = bench_subject(head, points, choice, size, b, repeats, warmup)

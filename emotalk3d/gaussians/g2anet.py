@@ -114,20 +114,55 @@ class G2ANet(nn.Module):
         emotion: Tensor,  # [T, E]
         delta_mu: Tensor,  # [T, V, 3] δμ (mm)
     ) -> tuple[Tensor, Tensor]:  # (H_t [T, V, K, 3], R_t [T, V, 4])
-        """Per-frame SH coefficients and raw quaternions of the face Gaussians."""
-        V, K, _ = sh.shape
-        T = emotion.shape[0]
-        if K != self.sh_coeffs:
-            raise ValueError(
-                f"sh has {K} coefficients per channel, G2ANet expects {self.sh_coeffs}"
-            )
-        if emotion.ndim != 2 or emotion.shape[-1] != self.emotion_dim:
-            raise ValueError(
-                f"emotion must have shape [T, {self.emotion_dim}], got {tuple(emotion.shape)}"
-            )
-        if delta_mu.shape != (T, V, 3):
-            raise ValueError(f"delta_mu must have shape [{T}, {V}, 3], got {tuple(delta_mu.shape)}")
-        assert quats.shape == (V, 4) and uvs.shape == (V, 2), (quats.shape, uvs.shape)
+        """Per-frame SH coefficients and raw quaternions of the face Gaussians.
+
+        The first layer of each network is applied in parts instead of to the concatenated
+        input [attribute, e, PE(p), δμ]: the per-point parts (attribute, PE(p)) once per point,
+        the emotion once per frame and only δμ per point and frame, summed by broadcasting;
+        ReLUs run in place. Same function as `forward_reference` (the concatenating twin, which
+        the tests compare outputs and gradients against), without the [T, V, input] copies.
+        """
+        V, K, T = self._check(sh, quats, uvs, emotion, delta_mu)
+        dtype = sh.dtype
+        pe = positional_encoding(uvs.to(dtype), self.uv_freqs)  # [V, Dp]
+        e = emotion.to(dtype)  # [T, E]
+        motion = delta_mu.to(dtype) / self.motion_scale  # [T, V, 3]
+        d_sh = self._run(self.feature_net, sh.reshape(V, K * 3), e, pe, motion)  # [T, V, 3K]
+        q_in = torch.nn.functional.normalize(quats, dim=-1)
+        d_q = self._run(self.rotation_net, q_in, e, pe, motion)  # [T, V, 4]
+        return sh[None] + d_sh.reshape(T, V, K, 3), quats[None] + d_q
+
+    def _run(
+        self,
+        net: nn.Sequential,
+        attr: Tensor,  # [V, A] per-point attribute input
+        emotion: Tensor,  # [T, E]
+        pe: Tensor,  # [V, Dp]
+        motion: Tensor,  # [T, V, 3]
+    ) -> Tensor:  # [T, V, out]
+        """`net` on [attr, emotion, pe, motion] with its first layer split by input part."""
+        first = net[0]
+        assert isinstance(first, nn.Linear)
+        a, e, p = attr.shape[-1], emotion.shape[-1], pe.shape[-1]
+        w_attr, w_e, w_pe, w_m = first.weight.split([a, e, p, 3], dim=1)
+        static = torch.addmm(first.bias, attr, w_attr.t()).addmm_(pe, w_pe.t())  # [V, H]
+        x = torch.matmul(motion, w_m.t())  # [T, V, H]
+        x = x.add_(static).add_((emotion @ w_e.t())[:, None, :])
+        for layer in net[1:]:
+            x = x.relu_() if isinstance(layer, nn.ReLU) else layer(x)
+        return x
+
+    def forward_reference(
+        self,
+        sh: Tensor,  # [V, K, 3]
+        quats: Tensor,  # [V, 4]
+        uvs: Tensor,  # [V, 2]
+        emotion: Tensor,  # [T, E]
+        delta_mu: Tensor,  # [T, V, 3]
+    ) -> tuple[Tensor, Tensor]:  # (H_t [T, V, K, 3], R_t [T, V, 4])
+        """The slow, obviously correct twin of `forward`: each network on the concatenated
+        input [attribute, e, PE(p), δμ / motion_scale] of every point and frame."""
+        V, K, T = self._check(sh, quats, uvs, emotion, delta_mu)
         pe = positional_encoding(uvs.to(sh.dtype), self.uv_freqs)  # [V, Dp]
         cond = torch.cat(
             [
@@ -142,3 +177,26 @@ class G2ANet(nn.Module):
         q_in = torch.nn.functional.normalize(quats, dim=-1)
         d_q = self.rotation_net(torch.cat([q_in[None].expand(T, -1, -1), cond], dim=-1))
         return sh[None] + d_sh.reshape(T, V, K, 3), quats[None] + d_q
+
+    def _check(
+        self,
+        sh: Tensor,  # [V, K, 3]
+        quats: Tensor,  # [V, 4]
+        uvs: Tensor,  # [V, 2]
+        emotion: Tensor,  # [T, E]
+        delta_mu: Tensor,  # [T, V, 3]
+    ) -> tuple[int, int, int]:  # V, K, T
+        V, K, _ = sh.shape
+        T = emotion.shape[0]
+        if K != self.sh_coeffs:
+            raise ValueError(
+                f"sh has {K} coefficients per channel, G2ANet expects {self.sh_coeffs}"
+            )
+        if emotion.ndim != 2 or emotion.shape[-1] != self.emotion_dim:
+            raise ValueError(
+                f"emotion must have shape [T, {self.emotion_dim}], got {tuple(emotion.shape)}"
+            )
+        if delta_mu.shape != (T, V, 3):
+            raise ValueError(f"delta_mu must have shape [{T}, {V}, 3], got {tuple(delta_mu.shape)}")
+        assert quats.shape == (V, 4) and uvs.shape == (V, 2), (quats.shape, uvs.shape)
+        return V, K, T

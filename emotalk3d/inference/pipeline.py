@@ -36,6 +36,7 @@ from torch import Tensor
 from emotalk3d.audio.load import SAMPLE_RATE, load_audio, prepare_audio
 from emotalk3d.constants import EMOTION_DIM, EMOTIONS, emotion_mix_vector
 from emotalk3d.inference.checkpoint import DEMO_BUNDLE, Bundle, load_bundle
+from emotalk3d.inference.memory import retain_freed_memory
 from emotalk3d.inference.streaming import (
     DEFAULT_CONTEXT_SECONDS,
     DEFAULT_CROSSFADE_FRAMES,
@@ -357,6 +358,7 @@ class TalkingHead:
                 f"need 0 <= overlap_seconds < window_seconds, got "
                 f"{overlap_seconds}, {window_seconds}"
             )
+        retain_freed_memory()  # per-frame temporaries reuse heap blocks (inference/memory.py)
         self.bundle = bundle
         self.manifest = bundle.manifest
         self.device = torch.device(device)

@@ -71,3 +71,37 @@ def test_positional_encoding_shape_and_validation():
     with pytest.raises(ValueError, match=r"emotion must have shape \[T, 9\]"):
         net(torch.zeros(3, 4, 3), torch.zeros(3, 4), torch.zeros(3, 2), torch.zeros(1, 5),
             torch.zeros(1, 3, 3))  # fmt: skip
+
+
+def test_split_first_layer_matches_the_concatenating_twin():
+    """`forward` (first layer applied per input part, in-place ReLUs) equals
+    `forward_reference` (networks on the concatenated input) in outputs and gradients."""
+    torch.manual_seed(1)
+    T, V, K = 3, 50, 4
+    net = G2ANet(sh_coeffs=K, hidden=32).double()
+    with torch.no_grad():  # trained-like: non-zero residual heads
+        for mlp in (net.feature_net, net.rotation_net):
+            mlp[-1].weight.normal_(0.0, 0.3)
+            mlp[-1].bias.normal_(0.0, 0.1)
+    inputs = [
+        torch.randn(V, K, 3, dtype=torch.float64, requires_grad=True),
+        torch.randn(V, 4, dtype=torch.float64, requires_grad=True),
+        torch.rand(V, 2, dtype=torch.float64),
+        torch.rand(T, 9, dtype=torch.float64),
+        (torch.randn(T, V, 3, dtype=torch.float64) * 5).requires_grad_(),
+    ]
+    fast = net(*inputs)
+    slow = net.forward_reference(*inputs)
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    weights = [torch.randn_like(x) for x in fast]
+    params = [*net.parameters(), inputs[0], inputs[1], inputs[4]]
+
+    def grads(outputs):
+        loss = sum((w * x).sum() for w, x in zip(weights, outputs, strict=True))
+        return torch.autograd.grad(loss, params)
+
+    g_fast, g_slow = grads(fast), grads(slow)
+    for a, b in zip(g_fast, g_slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    assert any(float(g.abs().max()) > 0 for g in g_fast[:4])  # the check is not vacuous
