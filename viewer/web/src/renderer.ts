@@ -31,7 +31,7 @@ out vec4 vColor;
 out vec2 vPos; // offset from the centre in units of the splat's standard deviations
 
 const vec2 CORNERS[4] = vec2[4](vec2(-1.0, -1.0), vec2(1.0, -1.0), vec2(-1.0, 1.0), vec2(1.0, 1.0));
-const float EXTENT = 3.0; // quad half-size in standard deviations
+const float MAX_EXTENT = 3.0; // quad half-size cap in standard deviations
 
 void main() {
   ivec2 tc = ivec2(int(aIndex % ${TEXTURE_WIDTH}u), int(aIndex / ${TEXTURE_WIDTH}u));
@@ -79,10 +79,13 @@ void main() {
   float r1 = min(sqrt(l1), 1024.0);
   float r2 = min(sqrt(l2), 1024.0);
 
+  // Beyond r standard deviations with opacity * exp(-r^2 / 2) < 1/255 the fragment shader
+  // discards anyway, so the quad stops there (fewer fragments for faint splats, same image).
+  float extent = min(MAX_EXTENT, sqrt(2.0 * log(255.0 * color.a)));
   vec2 corner = CORNERS[gl_VertexID];
-  vec2 offsetPx = EXTENT * (corner.x * r1 * d1 + corner.y * r2 * d2);
+  vec2 offsetPx = extent * (corner.x * r1 * d1 + corner.y * r2 * d2);
   gl_Position = clip + vec4(offsetPx * 2.0 / uViewport * clip.w, 0.0, 0.0);
-  vPos = EXTENT * corner;
+  vPos = extent * corner;
   vColor = color;
 }
 `;
@@ -143,7 +146,7 @@ export class SplatRenderer {
       antialias: false,
       depth: false,
       premultipliedAlpha: true,
-      preserveDrawingBuffer: true,
+      preserveDrawingBuffer: false,
     });
     if (gl === null) {
       throw new RendererError(
