@@ -212,6 +212,172 @@ def prosody_stats(
     )
 
 
+# Version 2 of the prosody statistics (the default): version 1's seven plus sixteen that
+# measure the other cues the synthetic speech carries (docs/speech_to_geometry.md): spectral
+# tilt, speaking rate and pauses, the fear tremolo, robust pitch and loudness levels and the
+# sentence-final pitch movement. Extractors saved before version 2 existed load as version 1.
+PROSODY_VERSIONS = (1, 2)
+NUM_EXTRA_PROSODY_STATS = 16
+TILT_SPLIT_HZ = 1500.0  # the synthetic tilt filter acts above about 1.5 kHz
+SPEECH_DB = 35.0  # frames within this of the clip's loudest frame count as speech
+LOUD_DB = 30.0  # frames within this of the loudest one give the spectral averages
+TREMOLO_BAND_HZ = (5.5, 7.5)  # around the 6.5 Hz fear tremolo
+MODULATION_BAND_HZ = (1.0, 12.0)  # syllable-rate loudness modulations
+MODULATION_STEP_HZ = 0.25
+FRAME_HZ = SAMPLE_RATE / PROSODY_HOP  # 50 Hz
+# Mean and standard deviation of `extra_prosody_stats` over the training clips of the built-in
+# `small` dataset (whole clips), to standardise them like PROSODY_MEAN / PROSODY_STD.
+EXTRA_PROSODY_MEAN = (
+    -9.082, 9.679, 0.163, 0.046, 3.487, -2.085, 4.033, 2.944,
+    7.006, 7.196, 7.461, 0.455, -0.051, -23.047, -14.95, 0.903,
+)  # fmt: skip
+EXTRA_PROSODY_STD = (
+    2.651, 0.262, 0.033, 0.028, 0.986, 0.729, 0.769, 0.667,
+    0.491, 0.516, 0.558, 0.443, 0.269, 3.243, 3.241, 0.235,
+)  # fmt: skip
+
+
+def num_prosody_stats(version: int) -> int:
+    """How many statistics a prosody-feature version gives (7 for version 1, 23 for 2)."""
+    if version not in PROSODY_VERSIONS:
+        raise ValueError(
+            f"unknown prosody-feature version {version!r}; this emotalk3d knows "
+            f"{list(PROSODY_VERSIONS)}: upgrade emotalk3d to load the extractor"
+        )
+    return NUM_PROSODY_STATS + (NUM_EXTRA_PROSODY_STATS if version >= 2 else 0)
+
+
+def masked_quantile(
+    values: Tensor,  # [B, T]
+    mask: Tensor,  # [B, T] bool
+    q: float,
+) -> Tensor:  # [B]
+    """Nearest-rank quantile over the masked entries of each row; 0 where a row has none."""
+    ordered = torch.where(mask, values, torch.full_like(values, float("inf"))).sort(dim=1).values
+    count = mask.sum(dim=1)
+    index = torch.round((count - 1).clamp(min=0).to(values.dtype) * q).long()
+    picked = ordered.gather(1, index[:, None]).squeeze(1)
+    return torch.where(count > 0, picked, torch.zeros_like(picked))
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:  # [B, T], [B, T] bool -> [B]
+    weight = mask.to(values.dtype)
+    return (values * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
+
+
+def extra_prosody_stats(
+    audio: Tensor,  # [B, S]
+    frame_mask: Tensor,  # [B, T_a] bool, True on valid frames
+    sample_rate: int = SAMPLE_RATE,
+) -> Tensor:  # [B, NUM_EXTRA_PROSODY_STATS]
+    """Clip-level cues beyond loudness and pitch spread (version 2 of the prosody features).
+
+    On the 50 Hz frames of :func:`prosody_frames`, with "speech" the valid frames within 35 dB
+    of the clip's loudest, "loud" those within 30 dB and "voiced" the speech frames with a
+    clear pitch, the statistics are, in order:
+
+    0. spectral tilt: mean over loud frames of 10 log10 (energy above 1.5 kHz / 0.1-1.5 kHz);
+    1. spectral centroid: mean over loud frames of log2 of the power-weighted frequency (Hz);
+    2. pause fraction: valid frames that are not speech;
+    3. inner pause fraction: the same between the first and last speech frame;
+    4. voiced onsets per second of the speech span (a syllable-rate proxy);
+    5. tremolo: log of the share of 5.5-7.5 Hz in the 1-12 Hz loudness modulation spectrum;
+    6. modulation centroid: the power-weighted mean of that spectrum (Hz);
+    7. frame-to-frame loudness change (dB) between adjacent voiced frames;
+    8-10. 10th, 50th and 90th percentiles of log2 pitch over voiced frames;
+    11. their spread (90th minus 10th);
+    12. terminal contour: mean log2 pitch of the last quarter of voiced frames minus the median;
+    13-14. median and 90th percentile of loudness (dB) over speech frames;
+    15. log of the speech span's duration in seconds.
+
+    Every statistic uses valid frames only, so a padded batch gives the single-clip values.
+    """
+    energy_db, log2_f0, voicing = prosody_frames(audio, sample_rate)
+    B, T = energy_db.shape
+    valid = frame_mask[:, :T]
+    floor = torch.full_like(energy_db, -1e4)
+    peak_db = torch.where(valid, energy_db, floor).amax(dim=1, keepdim=True)  # [B, 1]
+    speech = valid & (energy_db > peak_db - SPEECH_DB)
+    loud = valid & (energy_db > peak_db - LOUD_DB)
+    speech_mean = _masked_mean(energy_db, speech)[:, None]
+    voiced = speech & (voicing > VOICING_THRESHOLD) & (energy_db > speech_mean - SPEECH_DB)
+
+    # Spectrum of each 25 ms frame (Hann window).
+    frames = frame_signal(audio)[:, :T]  # [B, T, W]
+    window = torch.hann_window(frames.shape[-1], periodic=False, dtype=audio.dtype)
+    nfft = 1 << (frames.shape[-1] - 1).bit_length()
+    centred = (frames - frames.mean(dim=-1, keepdim=True)) * window
+    power = torch.fft.rfft(centred, n=nfft, dim=-1).abs().pow(2)  # [B, T, F]
+    freqs = torch.arange(power.shape[-1], dtype=audio.dtype) * (sample_rate / nfft)
+    high = power[..., freqs >= TILT_SPLIT_HZ].sum(dim=-1)
+    low = power[..., (freqs >= 100.0) & (freqs < TILT_SPLIT_HZ)].sum(dim=-1)
+    tilt = 10.0 * torch.log10((high + 1e-10) / (low + 1e-10))  # [B, T]
+    centroid = (power * freqs).sum(dim=-1) / power.sum(dim=-1).clamp(min=1e-10)
+    log_centroid = torch.log2(centroid.clamp(min=1.0))
+
+    # Pauses and the speech span.
+    idx = torch.arange(T, device=audio.device)
+    has_speech = speech.any(dim=1)
+    first = torch.where(speech, idx, torch.full_like(idx, T)).amin(dim=1)  # [B]
+    last = torch.where(speech, idx, torch.full_like(idx, -1)).amax(dim=1)  # [B]
+    span = ((last - first + 1).clamp(min=1)).to(audio.dtype)  # frames
+    in_span = (idx >= first[:, None]) & (idx <= last[:, None]) & valid
+    pause = 1.0 - _masked_mean(speech.to(audio.dtype), valid)
+    inner_pause = 1.0 - _masked_mean(speech.to(audio.dtype), in_span)
+    onsets = (voiced[:, 1:] & ~voiced[:, :-1]).sum(dim=1).to(audio.dtype)
+    onset_rate = onsets / (span / FRAME_HZ)
+
+    # Loudness modulation spectrum over the speech span (a direct DFT on a fixed grid).
+    amplitude = torch.sqrt(10.0 ** (energy_db / 10.0))
+    span_w = in_span.to(audio.dtype)
+    env = amplitude / _masked_mean(amplitude, in_span)[:, None].clamp(min=1e-8) - 1.0
+    env = env * span_w  # [B, T], zero outside the span
+    mod_hz = torch.arange(
+        MODULATION_BAND_HZ[0], MODULATION_BAND_HZ[1] + 1e-6, MODULATION_STEP_HZ, dtype=audio.dtype
+    )  # [M]
+    phase = 2.0 * torch.pi * idx.to(audio.dtype)[:, None] * mod_hz[None] / FRAME_HZ  # [T, M]
+    mod = (env @ torch.cos(phase)).pow(2) + (env @ torch.sin(phase)).pow(2)  # [B, M]
+    band = (mod_hz >= TREMOLO_BAND_HZ[0]) & (mod_hz <= TREMOLO_BAND_HZ[1])
+    tremolo = torch.log((mod[:, band].sum(dim=1) + 1e-6) / (mod.sum(dim=1) + 1e-6))
+    mod_centroid = (mod * mod_hz).sum(dim=1) / mod.sum(dim=1).clamp(min=1e-10)
+
+    pairs = voiced[:, 1:] & voiced[:, :-1]
+    jitter = _masked_mean((energy_db[:, 1:] - energy_db[:, :-1]).abs(), pairs)
+
+    p10 = masked_quantile(log2_f0, voiced, 0.1)
+    p50 = masked_quantile(log2_f0, voiced, 0.5)
+    p90 = masked_quantile(log2_f0, voiced, 0.9)
+    num_voiced = voiced.sum(dim=1, keepdim=True)  # [B, 1]
+    rank = voiced.cumsum(dim=1)  # [B, T]: voiced frames so far
+    tail = voiced & (rank > num_voiced - (num_voiced // 4).clamp(min=1))
+    has_pitch = (num_voiced[:, 0] > 0).to(audio.dtype)
+    terminal = (_masked_mean(log2_f0, tail) - p50) * has_pitch
+    e50 = masked_quantile(energy_db, speech, 0.5)
+    e90 = masked_quantile(energy_db, speech, 0.9)
+    duration = torch.log(span / FRAME_HZ) * has_speech.to(audio.dtype)
+    return torch.stack(
+        [
+            _masked_mean(tilt, loud),
+            _masked_mean(log_centroid, loud),
+            pause,
+            inner_pause,
+            onset_rate,
+            tremolo,
+            mod_centroid,
+            jitter,
+            p10,
+            p50,
+            p90,
+            p90 - p10,
+            terminal,
+            e50,
+            e90,
+            duration,
+        ],
+        dim=1,
+    )
+
+
 @dataclass
 class EmotionOutput:
     """What :class:`EmotionExtractor` predicts for a batch."""
@@ -246,6 +412,9 @@ class EmotionExtractor(nn.Module):
         head_dim: int = 128,
         dropout: float = 0.1,
         normalize: bool = True,
+        prosody_version: int = 2,
+        prosody_head_dim: int = 0,
+        backbone_dropout: float = 0.0,
     ) -> None:
         """Build or load the extractor.
 
@@ -267,9 +436,27 @@ class EmotionExtractor(nn.Module):
             dropout: Dropout before the head's hidden layer.
             normalize: Normalise each clip to zero mean and unit variance before the
                 backbone (prosody sees the raw waveform).
+            prosody_version: Which prosody statistics: 2 (default, 23 numbers: version 1's
+                plus spectral tilt, rate, pauses, tremolo, pitch and loudness percentiles;
+                see :func:`extra_prosody_stats`) or 1 (the first seven, :func:`prosody_stats`).
+                Folders saved without the setting predate version 2 and load as 1.
+            prosody_head_dim: Width of a separate prosody-only branch (statistics -> hidden ->
+                8 logits) whose logits are added to the main head's; 0 for none.
+            backbone_dropout: Modality dropout: in training, the probability of zeroing a
+                clip's whole pooled transformer summary, so the head must also classify from
+                the prosody statistics alone (a from-scratch transformer memorises the
+                training sentences). Not used in eval mode.
         """
         super().__init__()
-        settings = {"prosody": prosody, "head_dim": head_dim, "normalize": normalize}
+        if not 0.0 <= backbone_dropout < 1.0:
+            raise ValueError(f"backbone_dropout must lie in [0, 1), got {backbone_dropout}")
+        settings = {
+            "prosody": prosody,
+            "head_dim": head_dim,
+            "normalize": normalize,
+            "prosody_version": prosody_version,
+            "prosody_head_dim": prosody_head_dim,
+        }
         head_state = None
         folder = Path(pretrained).expanduser() if pretrained is not None else None
         if folder is not None and (folder / SETTINGS_FILE).is_file():
@@ -280,6 +467,9 @@ class EmotionExtractor(nn.Module):
                     f"version uses {list(EMOTIONS)}; retrain the extractor"
                 )
             settings.update({k: saved[k] for k in settings if k in saved})
+            # Saved before these settings existed: version-1 statistics, no prosody branch.
+            settings["prosody_version"] = saved.get("prosody_version", 1)
+            settings["prosody_head_dim"] = saved.get("prosody_head_dim", 0)
             head_state = load_file(str(folder / HEAD_FILE))
         if pretrained is None:
             self.backbone = Wav2Vec2Model(wav2vec2_config(size))
@@ -289,18 +479,32 @@ class EmotionExtractor(nn.Module):
         self.prosody = bool(settings["prosody"])
         self.normalize = bool(settings["normalize"])
         self.head_dim = int(settings["head_dim"])
+        self.prosody_version = int(settings["prosody_version"])
+        self.prosody_head_dim = int(settings["prosody_head_dim"]) if self.prosody else 0
+        self.backbone_dropout = float(backbone_dropout)
         hidden = self.backbone.config.hidden_size
-        stats = NUM_PROSODY_STATS if self.prosody else 0
+        stats = num_prosody_stats(self.prosody_version) if self.prosody else 0
         self.head = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(2 * hidden + stats, self.head_dim),
             nn.GELU(),
         )
         # Fixed (not learnt) standardisation of the prosody statistics: buffers, not saved.
-        self.register_buffer("prosody_mean", torch.tensor(PROSODY_MEAN), persistent=False)
-        self.register_buffer("prosody_std", torch.tensor(PROSODY_STD), persistent=False)
+        mean, std = PROSODY_MEAN, PROSODY_STD
+        if self.prosody_version >= 2:
+            mean, std = mean + EXTRA_PROSODY_MEAN, std + EXTRA_PROSODY_STD
+        self.register_buffer("prosody_mean", torch.tensor(mean), persistent=False)
+        self.register_buffer("prosody_std", torch.tensor(std), persistent=False)
         self.classifier = nn.Linear(self.head_dim, NUM_EMOTIONS)
         self.intensity_head = nn.Linear(self.head_dim, 1)
+        self.prosody_branch: nn.Module | None = None
+        if self.prosody_head_dim > 0:
+            self.prosody_branch = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(stats, self.prosody_head_dim),
+                nn.GELU(),
+                nn.Linear(self.prosody_head_dim, NUM_EMOTIONS),
+            )
         if head_state is not None:
             missing, unexpected = self._head_modules().load_state_dict(head_state, strict=False)
             if missing or unexpected:
@@ -314,9 +518,14 @@ class EmotionExtractor(nn.Module):
         apply_freeze(self.backbone, freeze_prefixes(freeze, num_layers))
 
     def _head_modules(self) -> nn.ModuleDict:
-        return nn.ModuleDict(
-            {"head": self.head, "classifier": self.classifier, "intensity": self.intensity_head}
-        )
+        modules = {
+            "head": self.head,
+            "classifier": self.classifier,
+            "intensity": self.intensity_head,
+        }
+        if self.prosody_branch is not None:
+            modules["prosody_branch"] = self.prosody_branch
+        return nn.ModuleDict(modules)
 
     @property
     def min_samples(self) -> int:
@@ -334,6 +543,7 @@ class EmotionExtractor(nn.Module):
         audio: Tensor,  # [B, S]
         lengths: Tensor | None = None,  # [B]
         attention_mask: Tensor | None = None,  # [B, S]
+        use_backbone: bool = True,
     ) -> EmotionOutput:
         """Predict emotion logits and intensity for a batch of 16 kHz clips.
 
@@ -342,6 +552,9 @@ class EmotionExtractor(nn.Module):
             lengths: Valid samples per clip; or give ``attention_mask`` (1 on valid samples,
                 right padding), or neither when all clips fill the batch.
             attention_mask: Alternative to ``lengths``, as HF processors return it.
+            use_backbone: False zeroes the pooled transformer summary (as modality dropout
+                does in training), which shows what the prosody statistics alone predict;
+                the transformer is then not run.
 
         Returns:
             EmotionOutput with logits [B, 8] and intensity [B].
@@ -363,23 +576,48 @@ class EmotionExtractor(nn.Module):
         else:
             sample_mask = lengths_to_mask(lengths, audio.shape[1])
             raw = audio * sample_mask  # padding is exactly zero whatever the caller put there
-        x = normalize_audio(raw, lengths) if self.normalize else raw
-        hidden = self.backbone(
-            input_values=x,
-            attention_mask=None if sample_mask is None else sample_mask.long(),
-        ).last_hidden_state  # [B, T_a, D]
-        frames = conv_num_frames(lengths, self.backbone.config)
-        frame_mask = lengths_to_mask(frames, hidden.shape[1])
-        mean, std = masked_mean_std(hidden, frame_mask.to(hidden.dtype))
-        pooled = [mean, std]
+        cfg = self.backbone.config
+        frames = conv_num_frames(lengths, cfg)  # [B]
+        num_frames = int(conv_num_frames(raw.shape[1], cfg))
+        frame_mask = lengths_to_mask(frames, num_frames)  # [B, T_a]
+        if use_backbone:
+            x = normalize_audio(raw, lengths) if self.normalize else raw
+            hidden = self.backbone(
+                input_values=x,
+                attention_mask=None if sample_mask is None else sample_mask.long(),
+            ).last_hidden_state  # [B, T_a, D]
+            mean, std = masked_mean_std(hidden, frame_mask.to(hidden.dtype))
+            summary = torch.cat([mean, std], dim=1)  # [B, 2D]
+            if self.training and self.backbone_dropout > 0:
+                keep = torch.rand(summary.shape[0], 1, device=summary.device)
+                summary = summary * (keep >= self.backbone_dropout).to(summary.dtype)
+        else:
+            summary = raw.new_zeros(raw.shape[0], 2 * cfg.hidden_size)
+        pooled = [summary]
+        z = None
         if self.prosody:
-            stats = prosody_stats(raw, frame_mask)  # [B, NUM_PROSODY_STATS]
-            pooled.append((stats - self.prosody_mean) / self.prosody_std)
+            stats = self.prosody_features(raw, frame_mask)  # [B, K]
+            z = (stats - self.prosody_mean) / self.prosody_std
+            pooled.append(z)
         h = self.head(torch.cat(pooled, dim=1))
+        logits = self.classifier(h)  # [B, 8]
+        if self.prosody_branch is not None:
+            logits = logits + self.prosody_branch(z)
         return EmotionOutput(
-            logits=self.classifier(h),
+            logits=logits,
             intensity=torch.sigmoid(self.intensity_head(h)).squeeze(-1),
         )
+
+    def prosody_features(
+        self,
+        audio: Tensor,  # [B, S], zero beyond each clip's length
+        frame_mask: Tensor,  # [B, T_a] bool
+    ) -> Tensor:  # [B, K], K = num_prosody_stats(prosody_version)
+        """The raw (unstandardised) prosody statistics of this extractor's version."""
+        stats = prosody_stats(audio, frame_mask)
+        if self.prosody_version >= 2:
+            stats = torch.cat([stats, extra_prosody_stats(audio, frame_mask)], dim=1)
+        return stats
 
     @torch.no_grad()
     def predict(self, audio: Tensor) -> EmotionPrediction:  # audio: [S]
@@ -425,6 +663,8 @@ class EmotionExtractor(nn.Module):
             "prosody": self.prosody,
             "head_dim": self.head_dim,
             "normalize": self.normalize,
+            "prosody_version": self.prosody_version,
+            "prosody_head_dim": self.prosody_head_dim,
         }
         (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         return folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,8 +10,11 @@ import torch
 from transformers import Wav2Vec2Model
 
 from emotalk3d.audio.emotion import (
+    NUM_EXTRA_PROSODY_STATS,
     EmotionExtractor,
     EmotionOutput,
+    extra_prosody_stats,
+    num_prosody_stats,
     prosody_frames,
     prosody_stats,
 )
@@ -167,3 +171,109 @@ def test_training_mode_differs_from_eval_only_by_dropout(size):
                 module.eval()
         got = model(audio, lengths).logits  # [2, 8]
     torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)  # kernels differ slightly
+
+
+def _sweep(seconds: float, f_start: float, f_end: float, amp: float = 0.3) -> torch.Tensor:  # [S]
+    """A harmonic tone whose pitch glides from f_start to f_end (Hz)."""
+    t = torch.arange(int(seconds * 16000)) / 16000
+    f = f_start + (f_end - f_start) * t / seconds
+    phase = 2 * math.pi * torch.cumsum(f, 0) / 16000
+    return amp * sum(torch.sin(k * phase) / k for k in range(1, 6)) / 2
+
+
+def _extra(audio: torch.Tensor) -> torch.Tensor:  # [B, S] -> [B, 16]
+    frames = (audio.shape[1] - 400) // 320 + 1
+    return extra_prosody_stats(audio, torch.ones(audio.shape[0], frames, dtype=torch.bool))
+
+
+def test_extra_prosody_stats_measure_their_cues():
+    """Issue 3: version-2 statistics (tilt, pauses, tremolo, pitch percentiles, terminal
+    contour, loudness) each move with the cue they name."""
+    base = _voice(2.0, 150, seed=5)
+    t = torch.arange(base.numel()) / 16000
+    trembling = base * (1 + 0.6 * torch.sin(2 * math.pi * 6.5 * t)) / 1.6
+    slow = base * (1 + 0.6 * torch.sin(2 * math.pi * 2.0 * t)) / 1.6
+    bright = base + 0.05 * torch.sin(2 * math.pi * 3000 * t)
+    gappy = base.clone()
+    gappy[8000:16000] = 0.0  # half a second of silence inside
+    rising = _sweep(2.0, 120, 240)
+    falling = _sweep(2.0, 240, 120)
+    quiet = 0.1 * base
+    stats = _extra(torch.stack([base, trembling, slow, bright, gappy, rising, falling, quiet]))
+    assert stats.shape == (8, NUM_EXTRA_PROSODY_STATS) and torch.isfinite(stats).all()
+    TILT, PAUSE, INNER, TREMOLO, P10, P50, P90, TERMINAL, E50 = 0, 2, 3, 5, 8, 9, 10, 12, 13
+    assert stats[3, TILT] > stats[0, TILT] + 3  # energy above 1.5 kHz
+    assert stats[4, PAUSE] > stats[0, PAUSE] + 0.15 and stats[4, INNER] > 0.2
+    assert stats[1, TREMOLO] > stats[2, TREMOLO] + 1.0  # 6.5 Hz vs 2 Hz modulation
+    assert abs(2 ** stats[0, P50].item() - 150) < 8
+    assert stats[5, P90] - stats[5, P10] > 0.6  # an octave glide spans most of an octave
+    assert stats[5, TERMINAL] > 0.2 and stats[6, TERMINAL] < -0.2
+    assert abs((stats[0, E50] - stats[7, E50]).item() - 20.0) < 1.0  # 10x amplitude = 20 dB
+
+
+def test_extra_prosody_stats_ignore_padding():
+    a, b = _voice(1.2, 140, seed=6), _voice(0.7, 210, amp=0.1, seed=7)
+    batch = torch.zeros(2, a.numel())
+    batch[0], batch[1, : b.numel()] = a, b
+    mask = torch.zeros(2, (a.numel() - 400) // 320 + 1, dtype=torch.bool)
+    mask[0] = True
+    mask[1, : (b.numel() - 400) // 320 + 1] = True
+    together = extra_prosody_stats(batch, mask)
+    torch.testing.assert_close(together[0], _extra(a[None])[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(together[1], _extra(b[None])[0], atol=1e-4, rtol=1e-4)
+
+
+def test_prosody_versions_and_old_folders(tmp_path):
+    """Folders saved before version 2 (no prosody_version setting) load as version 1."""
+    torch.manual_seed(5)
+    v2 = EmotionExtractor(size="tiny", head_dim=16)
+    assert v2.prosody_version == 2 and v2.prosody_mean.numel() == num_prosody_stats(2) == 23
+    old = EmotionExtractor(size="tiny", head_dim=16, prosody_version=1).eval()
+    assert old.head[1].in_features == 2 * 32 + 7
+    old.save_pretrained(tmp_path / "old")
+    settings_file = tmp_path / "old" / "emotion_extractor.json"
+    settings = json.loads(settings_file.read_text())
+    del settings["prosody_version"], settings["prosody_head_dim"]  # as written before
+    settings_file.write_text(json.dumps(settings))
+    loaded = EmotionExtractor(pretrained=str(tmp_path / "old")).eval()
+    assert loaded.prosody_version == 1 and loaded.prosody_branch is None
+    audio = _voice(0.7, 180)[None]
+    with torch.no_grad():
+        assert torch.equal(old(audio).logits, loaded(audio).logits)
+    with pytest.raises(ValueError, match="prosody-feature version 3"):
+        EmotionExtractor(size="tiny", prosody_version=3)
+
+
+def test_prosody_branch_round_trip(tmp_path):
+    torch.manual_seed(6)
+    model = EmotionExtractor(size="tiny", head_dim=16, prosody_head_dim=8).eval()
+    with torch.no_grad():
+        for p in model.prosody_branch.parameters():
+            p.normal_()
+    model.save_pretrained(tmp_path / "emo")
+    loaded = EmotionExtractor(pretrained=str(tmp_path / "emo")).eval()
+    assert loaded.prosody_head_dim == 8
+    audio = _voice(0.7, 180)[None]
+    with torch.no_grad():
+        want = model(audio).logits
+        assert torch.equal(want, loaded(audio).logits)
+        # the branch's logits are added: removing it changes the prediction
+        model.prosody_branch = None
+        assert not torch.allclose(want, model(audio).logits)
+
+
+def test_backbone_dropout_zeroes_the_transformer_summary_in_training_only():
+    torch.manual_seed(7)
+    model = EmotionExtractor(size="tiny", dropout=0.0, backbone_dropout=0.99)
+    audio = torch.stack([_voice(0.8, 120), _voice(0.8, 220, seed=1)])  # [2, S]
+    with torch.no_grad():
+        model.eval()
+        alone = model(audio, use_backbone=False).logits  # [2, 8]
+        full = model(audio).logits
+        assert not torch.allclose(alone, full)  # the transformer summary matters in eval
+        model.train()
+        torch.manual_seed(0)  # rand < 0.99 for both clips with this seed
+        dropped = model(audio).logits
+    torch.testing.assert_close(dropped, alone)
+    with pytest.raises(ValueError, match="backbone_dropout"):
+        EmotionExtractor(size="tiny", backbone_dropout=1.0)

@@ -78,22 +78,23 @@ def test_cli_fit_two_steps(tiny_dataset, tmp_path, monkeypatch):
 
 def test_prosody_statistics_reach_the_head_standardised(datamodule):
     """Issue 3: the raw statistics sat off-centre (loudness spread ~2.4) with spreads of
-    0.25-0.7 next to unit-scale transformer features; the head gets them standardised."""
-    from emotalk3d.audio.emotion import prosody_stats
-
-    model = EmotionModule(size="tiny", head_dim=32).extractor
-    feats = []
-    for clip in datamodule.clips("train"):
-        audio = clip.audio[None].float()  # [1, S]
-        frames = (audio.shape[1] - 400) // 320 + 1
-        stats = prosody_stats(audio, torch.ones(1, frames, dtype=torch.bool))  # [1, 7]
-        feats.append((stats[0] - model.prosody_mean) / model.prosody_std)
-    z = torch.stack(feats)  # [N, 7]
-    # measured on the `small` preset; the tiny one (other sentences, few clips) is near
-    assert z.mean(dim=0).abs().max() < 2.0, z.mean(dim=0)
-    assert z.std(dim=0).min() > 0.2 and z.std(dim=0).max() < 3.0, z.std(dim=0)
-    # fixed constants, not part of the saved head
-    assert "prosody_mean" not in model.state_dict()
+    0.25-0.7 next to unit-scale transformer features; the head gets them standardised
+    (all 23 of version 2, and the 7 of version 1)."""
+    for version, count in ((2, 23), (1, 7)):
+        model = EmotionModule(size="tiny", head_dim=32, prosody_version=version).extractor
+        feats = []
+        for clip in datamodule.clips("train"):
+            audio = clip.audio[None].float()  # [1, S]
+            frames = (audio.shape[1] - 400) // 320 + 1
+            stats = model.prosody_features(audio, torch.ones(1, frames, dtype=torch.bool))
+            assert stats.shape == (1, count)
+            feats.append((stats[0] - model.prosody_mean) / model.prosody_std)
+        z = torch.stack(feats)  # [N, count]
+        # measured on the `small` preset; the tiny one (other sentences, few clips) is near
+        assert z.mean(dim=0).abs().max() < 2.0, z.mean(dim=0)
+        assert z.std(dim=0).min() > 0.2 and z.std(dim=0).max() < 3.0, z.std(dim=0)
+        # fixed constants, not part of the saved head
+        assert "prosody_mean" not in model.state_dict()
 
 
 def test_head_learns_at_its_own_rate():
@@ -106,3 +107,27 @@ def test_head_learns_at_its_own_rate():
     assert {id(p) for p in groups[0]["params"]} == backbone
     head = {id(p) for p in groups[1]["params"]}
     assert id(model.extractor.classifier.weight) in head and not head & backbone
+
+
+def test_prosody_branch_learns_at_its_own_rate():
+    model = EmotionModule(
+        size="tiny", head_dim=32, prosody_head_dim=16, lr=3e-4, head_lr=3e-3, prosody_lr=1e-2
+    )
+    model._trainer = None
+    groups = model.configure_optimizers()["optimizer"].param_groups
+    assert [g["initial_lr"] for g in groups] == [3e-4, 3e-3, 1e-2]
+    branch = {id(p) for p in model.extractor.prosody_branch.parameters()}
+    assert {id(p) for p in groups[2]["params"]} == branch
+    assert not branch & {id(p) for p in groups[1]["params"]}
+
+
+def test_old_checkpoints_name_their_prosody_version():
+    """A checkpoint saved before prosody version 2 (no prosody_version hyperparameter) meets
+    a version-2 model with an error that says how to load it."""
+    model = EmotionModule(size="tiny", head_dim=32)
+    with pytest.raises(ValueError, match=r"prosody_version=1"):
+        model.on_load_checkpoint({"hyper_parameters": {"size": "tiny", "prosody": True}})
+    model.on_load_checkpoint({"hyper_parameters": {"prosody_version": 2}})
+    EmotionModule(size="tiny", head_dim=32, prosody_version=1).on_load_checkpoint(
+        {"hyper_parameters": {"size": "tiny"}}
+    )
