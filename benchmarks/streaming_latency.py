@@ -11,6 +11,9 @@ the look-ahead (a frame waits for `lookahead` seconds of later audio, i.e. for t
 whenever that audio crosses a chunk boundary) and the compute per chunk (S2GNet on the
 window; appearance + rasterize per frame).
 
+Also reported: the streamed geometry's difference from offline processing on the example
+clips (mean and max per-point distance, mm, beside the offline motion).
+
 Two modes: `geometry` (render=False: face points only, what the viewer's client-side
 renderer needs) and `frames` (rendered images at `--resolution`).
 
@@ -34,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # isort: off
 from _common import (  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+    EXAMPLES,
     bundle_for,
     example_audio,
     machine,
@@ -141,6 +145,36 @@ def compute_budget(head, audio: torch.Tensor, chunk_seconds: float, config: Stre
     }
 
 
+def offline_difference(head, config: StreamConfig, chunk_seconds: float) -> dict[str, float]:
+    """Streamed vs offline geometry on each example clip (examples/*.wav; or the benchmark
+    clip when missing): mean and max per-point distance (mm), beside the offline motion
+    (mean and max distance from the template), the scale the difference is read against."""
+    from emotalk3d.audio.load import load_audio
+
+    paths = sorted(EXAMPLES.glob("*.wav"))
+    clips = [load_audio(p) for p in paths] or [example_audio(4.0)]
+    choice = head.resolve_emotion("happy")
+    means, maxes, motion, motion_max = [], [], [], []
+    for audio in clips:
+        offline = head.geometry(audio, choice, sample_rate=SAMPLE_RATE)
+        st = GeometryStreamer(head.s2g, head.template, choice.vector, head.style_id, config,
+                              head.device)  # fmt: skip
+        pts = [st.push(c) for c in split_chunks(audio, chunk_seconds)] + [st.finish()]
+        d = (torch.cat(pts) - offline).norm(dim=-1)  # [T, P]
+        m = (offline - head.template).norm(dim=-1)
+        means.append(float(d.mean()))
+        maxes.append(float(d.max()))
+        motion.append(float(m.mean()))
+        motion_max.append(float(m.max()))
+    return {
+        "clips": len(clips),
+        "mean_mm": statistics.mean(means),
+        "max_mm": max(maxes),
+        "offline_motion_mean_mm": statistics.mean(motion),
+        "offline_motion_max_mm": max(motion_max),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -180,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     with torch.no_grad():
         budget = compute_budget(head, audio, args.chunk, config, resolution)
+        vs_offline = offline_difference(head, config, args.chunk)
         rows = []
         for mode in modes:
             r = run_stream(head, audio, args.chunk, mode == "frames", resolution, config)
@@ -211,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "context_seconds": config.context_seconds,
         "machine": info,
         "budget": budget,
+        "vs_offline": vs_offline,
         "results": rows,
     }
     print_result(result)

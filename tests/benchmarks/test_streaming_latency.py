@@ -24,6 +24,9 @@ def test_quick_run_prints_a_well_formed_result_line(load_script, result_line, ca
         assert r["first_frame_ms"] > 150
     assert result["budget"]["s2g_per_chunk_ms"] > 0 and result["budget"]["frame_ms"] > 0
     assert result["budget"]["frames_per_chunk"] == 5
+    off = result["vs_offline"]
+    assert off["clips"] >= 1 and 0 <= off["mean_mm"] <= off["max_mm"]
+    assert off["offline_motion_max_mm"] > 0  # the tiny bundle's geometry moves with the audio
 
 
 def test_percentile_interpolates(load_script):
