@@ -295,6 +295,10 @@ def seek(page, t: float) -> float:
 def test_seeking_the_audio_shows_frame_floor_t_times_fps(page, clip, base_url, canonical, config):
     fps, n = clip["fps"], clip["num_frames"]
     bg = config["background"]
+    # keep at most two one-second chunks, so the seeks below also exercise dropping and
+    # re-fetching frame data
+    stride = (6 * clip["num_gaussians"] + 3) // 4 * 4 + 8 * clip["num_gaussians"]
+    page.evaluate(f"__viewer.setFrameBudget({2 * fps * stride})")
     duration = clip["duration"]
     for t in (0.5 / fps, 7.5 / fps, duration / 2, duration - 0.25 / fps, 0.0):
         current = seek(page, t)
@@ -336,6 +340,8 @@ def test_seeking_the_audio_shows_frame_floor_t_times_fps(page, clip, base_url, c
         wrong = reference_image(other, camera, w, h, bg)
         assert psnr(pixels, right) > MIN_PSNR, f"frame {k} differs from the reference render"
         assert psnr(pixels, wrong) < psnr(pixels, right) - 3.0, f"frame {k} looks like {k ^ 1}"
+    assert 1 <= page.evaluate("__viewer.loadedFrames()") <= 2 * fps
+    page.evaluate(f"__viewer.setFrameBudget({256 * 2**20})")
 
 
 def test_drag_orbits_and_reset_view_restores(page, clip, base_url, canonical, config):

@@ -5,7 +5,7 @@
 import { Api, ApiError, type ClipInfo, type Config } from "./api";
 import { attachControls, DEFAULT_CAMERA, OrbitCamera } from "./camera";
 import type { Canonical } from "./decode";
-import { FrameStore } from "./frames";
+import { DEFAULT_FRAME_BUDGET_BYTES, FrameStore } from "./frames";
 import { SplatRenderer } from "./renderer";
 
 type State = "loading" | "idle" | "generating" | "ready" | "error";
@@ -24,6 +24,8 @@ export interface ViewerHooks {
   numSplats(): number;
   loadedFrames(): number;
   lastSortMs(): number;
+  /** Caps the bytes of frame data kept (drops chunks far from the playhead past it). */
+  setFrameBudget(bytes: number): void;
   camera(): { yaw: number; pitch: number; distance: number; target: number[] };
 }
 
@@ -74,6 +76,7 @@ class Viewer {
   private store: FrameStore | null = null;
   private uploaded: File | null = null;
   private audioUrl: string | null = null;
+  private frameBudget = DEFAULT_FRAME_BUDGET_BYTES;
   private shown = -2; // frame on screen: -1 canonical, -2 nothing yet
   private drawnCamera = -1;
   private dirty = true;
@@ -99,6 +102,10 @@ class Viewer {
       numSplats: () => this.renderer?.numSplats ?? 0,
       loadedFrames: () => this.store?.loadedFrames ?? 0,
       lastSortMs: () => this.renderer?.lastSortMs ?? 0,
+      setFrameBudget: (bytes: number) => {
+        this.frameBudget = bytes;
+        this.store?.setBudget(bytes);
+      },
       camera: () => ({
         yaw: this.camera.yaw,
         pitch: this.camera.pitch,
@@ -248,9 +255,10 @@ class Viewer {
     this.shown = -1;
     this.renderer.setSplats(this.canonical);
     const chunk = Math.max(1, Math.round(info.fps)); // one second per request
-    const store = new FrameStore(this.api, info.id, info.num_frames, info.num_gaussians, chunk, () => {
+    const onChunk = () => {
       this.dirty = true;
-    });
+    };
+    const store = new FrameStore(this.api, info.id, info.num_frames, info.num_gaussians, chunk, onChunk, this.frameBudget);
     this.store = store;
     const firstFrames = store.request(0); // in parallel with the audio
     const metadata = new Promise<void>((resolve, reject) => {
@@ -274,12 +282,7 @@ class Viewer {
     this.hooks.ready = true;
     this.setState("ready");
     this.dirty = true;
-    void store.loadAll(0).then(
-      () => {
-        if (this.store === store) this.setStatus(`clip ${info.id}: ${info.num_frames} frames at ${info.fps} fps, emotion ${info.emotion}`);
-      },
-      (err) => this.fail(err, false),
-    );
+    this.setStatus(`clip ${info.id}: ${info.num_frames} frames at ${info.fps} fps, emotion ${info.emotion}`);
   }
 
   private async togglePlay(): Promise<void> {
@@ -315,7 +318,7 @@ class Viewer {
       const time = this.audio.currentTime;
       if (!this.scrubbing) this.timeline.value = String(time);
       this.timeLabel.textContent = `${time.toFixed(2)} / ${this.clip.duration.toFixed(2)} s`;
-      if (!this.store.has(wanted)) this.store.request(wanted).catch((err) => this.fail(err, false));
+      this.store.maintain(wanted, (err) => this.fail(err, false));
       const show = this.store.nearestLoaded(wanted);
       if (show >= 0 && show !== this.shown) {
         const frame = this.store.get(show);
