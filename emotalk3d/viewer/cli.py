@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--server-render",
         action="store_true",
-        help="server-rendered JPEG frames over a websocket (not implemented; see docs/viewer.md)",
+        help="also serve server-rendered JPEG frames over a websocket (needs CUDA)",
     )
     p.set_defaults(handler=run_viewer)
 
@@ -68,10 +68,13 @@ def register(subparsers) -> None:
 def run_viewer(args: argparse.Namespace) -> int:
     """Load the bundle, build the app and serve it until interrupted."""
     if args.server_render:
-        raise ValueError(
-            "--server-render is not implemented in this version (it would need CUDA and "
-            "gsplat); the browser renders the Gaussians itself, so leave the flag out"
-        )
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "--server-render needs a CUDA GPU (torch.cuda.is_available() is False on this "
+                "machine); leave the flag out: the browser renders the Gaussians itself"
+            )
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     if args.max_queue < 1:
@@ -91,6 +94,7 @@ def run_viewer(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb,
         max_seconds=args.max_seconds,
         torch_threads=args.threads,
+        server_render=args.server_render,
     )
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -155,6 +155,8 @@ def create_app(
     examples_dir: str | os.PathLike | None = DEFAULT_EXAMPLES,
     torch_threads: int | None = 1,
     device: str = "cpu",
+    server_render: bool = False,
+    render_device: str | None = None,
 ) -> FastAPI:
     """Build the viewer app.
 
@@ -168,9 +170,13 @@ def create_app(
         examples_dir: Folder of example clips offered by name (None: none).
         torch_threads: torch intra-op threads (None leaves torch's setting).
         device: Torch device of the networks.
+        server_render: Also serve JPEG frames over a websocket (CUDA; see render_ws.py).
+        render_device: Device of the server renderer (default "cuda"; "cpu" renders slowly
+            with the torch backend, for tests).
 
     Raises:
         BundleError: the bundle is missing or broken (the message says how to build it).
+        ValueError: `server_render` without CUDA (unless `render_device="cpu"`).
     """
     from emotalk3d.inference.pipeline import TalkingHead, check_intensity, parse_emotion
 
@@ -178,6 +184,13 @@ def create_app(
         torch.set_num_threads(int(torch_threads))
     if max_upload_mb <= 0 or max_seconds <= 0:
         raise ValueError("max_upload_mb and max_seconds must be positive")
+    render_device = render_device or "cuda"
+    if server_render and torch.device(render_device).type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "--server-render needs a CUDA GPU (torch.cuda.is_available() is False on this "
+                "machine); leave the flag out: the browser renders the Gaussians itself"
+            )
     if head is None:
         head = TalkingHead.from_checkpoints(checkpoint, device=device, backend="torch")
     store = ClipStore(
@@ -249,6 +262,7 @@ def create_app(
             "examples": [{"name": e.name, "duration": e.duration} for e in examples.values()],
             "max_upload_mb": max_upload / 2**20,
             "background": background,
+            "server_render": bool(server_render),
         }
 
     @app.get("/api/canonical.bin")
@@ -423,6 +437,9 @@ def create_app(
         data = store.frames(_done(clip_id), start, count)
         return Response(data, media_type="application/octet-stream", headers=immutable)
 
+    if server_render:
+        _add_render_socket(app, store, head, render_device, _CLIP_ID)
+
     # ---------------------------------------------------------------- web page
     dist = web_dist()
     if (dist / "assets").is_dir():
@@ -445,3 +462,37 @@ def create_app(
         cache_mb,
     )
     return app
+
+
+def _add_render_socket(app: FastAPI, store: ClipStore, head: Any, device: str, ids: Any) -> None:
+    """`WS /api/clips/{id}/render.ws`: JPEG frames rendered on the server (render_ws.py)."""
+    import json
+
+    from emotalk3d.viewer.render_ws import FrameRenderer, RenderRequestError, parse_render_request
+
+    renderer = FrameRenderer(store, head.render_settings, head.background, device)
+
+    @app.websocket("/api/clips/{clip_id}/render.ws")
+    async def render_socket(socket: WebSocket, clip_id: str) -> None:
+        await socket.accept()
+        clip = store.get(clip_id) if ids.match(clip_id) else None
+        if clip is None or clip.status != DONE:
+            reason = "unknown clip" if clip is None else f"clip is {clip.status}, not done"
+            await socket.send_json({"detail": reason})
+            await socket.close(code=4404 if clip is None else 4409, reason=reason)
+            return
+        try:
+            while True:
+                text = await socket.receive_text()
+                try:
+                    request = parse_render_request(json.loads(text), clip.num_frames)
+                except json.JSONDecodeError:
+                    await socket.send_json({"detail": 'send JSON text, e.g. {"frame": 0}'})
+                    continue
+                except RenderRequestError as exc:
+                    await socket.send_json({"detail": str(exc)})
+                    continue
+                jpeg = await run_in_threadpool(renderer.render, clip, request)
+                await socket.send_bytes(jpeg)
+        except WebSocketDisconnect:
+            return
