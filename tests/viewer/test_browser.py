@@ -270,6 +270,18 @@ def test_page_loads_with_controls_and_shows_the_head(page, config, canonical):
     turned = reference_image(canonical, {**camera, "yaw": 0.6}, w, h, config["background"])
     assert psnr(pixels, turned) < psnr(pixels, reference) - 3.0
 
+    # both ways of issuing the quads (instanced for GPUs, expanded for software WebGL, picked
+    # by the renderer's name) draw the same image
+    default = page.evaluate("__viewer.drawMode()")
+    assert default == "expanded", "SwiftShader should get the expanded (non-instanced) path"
+    count = page.evaluate("__viewer.renderCount")
+    assert page.evaluate("__viewer.drawMode('instanced')") == "instanced"
+    wait_rendered(page, count)
+    instanced = canvas_pixels(page)
+    assert psnr(instanced, reference) > MIN_PSNR, "instanced draw differs from the reference"
+    assert np.abs(instanced.astype(np.int16) - pixels).max() <= 2
+    page.evaluate(f"__viewer.drawMode('{default}')")
+
 
 def test_generate_clip_from_an_example(page, clip, config):
     assert clip["fps"] == config["fps"]

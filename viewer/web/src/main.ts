@@ -6,7 +6,7 @@ import { Api, ApiError, type ClipInfo, type Config } from "./api";
 import { attachControls, DEFAULT_CAMERA, OrbitCamera } from "./camera";
 import type { Canonical } from "./decode";
 import { DEFAULT_FRAME_BUDGET_BYTES, FrameStore } from "./frames";
-import { SplatRenderer } from "./renderer";
+import { type DrawMode, SplatRenderer } from "./renderer";
 
 type State = "loading" | "idle" | "generating" | "ready" | "error";
 
@@ -24,6 +24,10 @@ export interface ViewerHooks {
   numSplats(): number;
   loadedFrames(): number;
   lastSortMs(): number;
+  /** Draws `count` times, waiting for each to finish (gl.finish); answers ms per draw. */
+  timeDraws(count: number): number;
+  /** The way quads are issued: "instanced" or "expanded" (see renderer.ts); settable. */
+  drawMode(mode?: DrawMode): DrawMode;
   /** Caps the bytes of frame data kept (drops chunks far from the playhead past it). */
   setFrameBudget(bytes: number): void;
   camera(): { yaw: number; pitch: number; distance: number; target: number[] };
@@ -102,6 +106,15 @@ class Viewer {
       numSplats: () => this.renderer?.numSplats ?? 0,
       loadedFrames: () => this.store?.loadedFrames ?? 0,
       lastSortMs: () => this.renderer?.lastSortMs ?? 0,
+      timeDraws: (count: number) => this.timeDraws(count),
+      drawMode: (mode?: DrawMode) => {
+        if (this.renderer === null) return "instanced";
+        if (mode === "instanced" || mode === "expanded") {
+          this.renderer.mode = mode;
+          this.dirty = true;
+        }
+        return this.renderer.mode;
+      },
       setFrameBudget: (bytes: number) => {
         this.frameBudget = bytes;
         this.store?.setBudget(bytes);
@@ -120,6 +133,8 @@ class Viewer {
     this.bindUi();
     try {
       this.renderer = new SplatRenderer(this.canvas);
+      const forced = new URLSearchParams(window.location.search).get("draw");
+      if (forced === "instanced" || forced === "expanded") this.renderer.mode = forced;
       attachControls(this.canvas, this.camera);
       this.setStatus("loading configuration and the subject's Gaussians…");
       const [config, canonical] = await Promise.all([this.api.config(), this.api.canonical()]);
@@ -305,6 +320,24 @@ class Viewer {
     return frameAt(this.audio.currentTime, this.clip.fps, this.clip.num_frames);
   }
 
+  private drawNow(): void {
+    const renderer = this.renderer!;
+    const aspect = this.canvas.width / Math.max(1, this.canvas.height);
+    renderer.draw(this.camera.view(), this.camera.projection(aspect), this.camera.fovy, this.config?.background ?? [1, 1, 1]);
+    this.drawnCamera = this.camera.version;
+    this.dirty = false;
+  }
+
+  private timeDraws(count: number): number {
+    if (this.renderer === null) return NaN;
+    const start = performance.now();
+    for (let k = 0; k < count; k++) {
+      this.drawNow();
+      this.renderer.gl.finish();
+    }
+    return (performance.now() - start) / Math.max(1, count);
+  }
+
   private tick(): void {
     requestAnimationFrame(() => this.tick());
     const renderer = this.renderer;
@@ -329,12 +362,7 @@ class Viewer {
         }
       }
     }
-    if (this.dirty || this.drawnCamera !== this.camera.version) {
-      const aspect = this.canvas.width / Math.max(1, this.canvas.height);
-      renderer.draw(this.camera.view(), this.camera.projection(aspect), this.camera.fovy, this.config?.background ?? [1, 1, 1]);
-      this.drawnCamera = this.camera.version;
-      this.dirty = false;
-    }
+    if (this.dirty || this.drawnCamera !== this.camera.version) this.drawNow();
   }
 
   private setState(state: State): void {

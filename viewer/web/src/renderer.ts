@@ -1,21 +1,39 @@
-// WebGL2 Gaussian splat renderer: one instanced quad per Gaussian. Per-Gaussian data lives in
-// textures (means, scales, quaternions as RGBA32F, colours as RGBA8) read with texelFetch by a
-// sorted instance index; the vertex shader builds the 3D covariance R S S^T R^T, projects it to a
-// 2D screen covariance with the perspective Jacobian (EWA splatting), and stretches the quad
-// over 3 sigma along its eigenvectors; the fragment shader weights opacity by the Gaussian and
+// WebGL2 Gaussian splat renderer: one quad per Gaussian. Per-Gaussian data lives in textures
+// (means, scales, quaternions as RGBA32F, colours as RGBA8) read with texelFetch by a sorted
+// splat index; the vertex shader builds the 3D covariance R S S^T R^T, projects it to a 2D
+// screen covariance with the perspective Jacobian (EWA splatting), and stretches the quad over
+// up to 3 sigma along its eigenvectors; the fragment shader weights opacity by the Gaussian and
 // writes premultiplied colour, blended back to front with (ONE, ONE_MINUS_SRC_ALPHA).
+//
+// Two ways to issue the quads, same shader maths and the same image:
+// - "instanced" (default): a 4-vertex strip instanced N times, the sorted index a per-instance
+//   attribute. The natural fit for GPUs.
+// - "expanded": one non-instanced draw of 6N vertices, splat slot = gl_VertexID / 6, the sorted
+//   index read from an R32UI texture. Software WebGL (SwiftShader, llvmpipe) pays a large
+//   per-instance cost (measured 425 ms vs 115 ms per draw of 20k splats on the 2-core VM), so
+//   it is picked there.
 
 import type { Mat4 } from "./math";
 import { DepthSorter } from "./sort";
 
 export const TEXTURE_WIDTH = 2048; // WebGL2 guarantees MAX_TEXTURE_SIZE >= 2048
 
-const VERTEX_SHADER = `#version 300 es
+export type DrawMode = "instanced" | "expanded";
+
+function vertexShader(mode: DrawMode): string {
+  const source = mode === "instanced"
+    ? `layout(location = 0) in uint aIndex; // splat index per instance, sorted far to near
+#define CORNER_ID gl_VertexID
+#define SPLAT_INDEX aIndex`
+    : `uniform highp usampler2D uOrder; // splat indices, sorted far to near
+#define CORNER_ID (gl_VertexID - 6 * (gl_VertexID / 6))
+#define SPLAT_INDEX texelFetch(uOrder, ivec2((gl_VertexID / 6) % ${TEXTURE_WIDTH}, (gl_VertexID / 6) / ${TEXTURE_WIDTH}), 0).r`;
+  return `#version 300 es
 precision highp float;
 precision highp int;
 precision highp sampler2D;
 
-layout(location = 0) in uint aIndex; // splat index, one per instance, sorted far to near
+${source}
 
 uniform sampler2D uMeans;  // xyz mm
 uniform sampler2D uScales; // xyz mm (activated)
@@ -30,11 +48,14 @@ uniform vec2 uTanHalfFov;
 out vec4 vColor;
 out vec2 vPos; // offset from the centre in units of the splat's standard deviations
 
-const vec2 CORNERS[4] = vec2[4](vec2(-1.0, -1.0), vec2(1.0, -1.0), vec2(-1.0, 1.0), vec2(1.0, 1.0));
+// a 4-vertex strip (instanced) or two triangles (expanded); the first four agree
+const vec2 CORNERS[6] = vec2[6](
+  vec2(-1.0, -1.0), vec2(1.0, -1.0), vec2(-1.0, 1.0), vec2(1.0, 1.0), vec2(1.0, -1.0), vec2(-1.0, 1.0));
 const float MAX_EXTENT = 3.0; // quad half-size cap in standard deviations
 
 void main() {
-  ivec2 tc = ivec2(int(aIndex % ${TEXTURE_WIDTH}u), int(aIndex / ${TEXTURE_WIDTH}u));
+  uint index = SPLAT_INDEX;
+  ivec2 tc = ivec2(int(index % ${TEXTURE_WIDTH}u), int(index / ${TEXTURE_WIDTH}u));
   vec3 mean = texelFetch(uMeans, tc, 0).xyz;
   vec4 cam = uView * vec4(mean, 1.0);
   float tz = -cam.z; // depth in front of the camera
@@ -82,13 +103,14 @@ void main() {
   // Beyond r standard deviations with opacity * exp(-r^2 / 2) < 1/255 the fragment shader
   // discards anyway, so the quad stops there (fewer fragments for faint splats, same image).
   float extent = min(MAX_EXTENT, sqrt(2.0 * log(255.0 * color.a)));
-  vec2 corner = CORNERS[gl_VertexID];
+  vec2 corner = CORNERS[CORNER_ID];
   vec2 offsetPx = extent * (corner.x * r1 * d1 + corner.y * r2 * d2);
   gl_Position = clip + vec4(offsetPx * 2.0 / uViewport * clip.w, 0.0, 0.0);
   vPos = extent * corner;
   vColor = color;
 }
 `;
+}
 
 const FRAGMENT_SHADER = `#version 300 es
 precision highp float;
@@ -122,13 +144,31 @@ export class RendererError extends Error {
   }
 }
 
+const UNIFORMS = ["uMeans", "uScales", "uQuats", "uColors", "uOrder", "uView", "uProj", "uFocal", "uViewport", "uTanHalfFov"];
+
+interface Program {
+  program: WebGLProgram;
+  uniforms: Record<string, WebGLUniformLocation | null>;
+}
+
+/** "expanded" when the context renders in software (SwiftShader, llvmpipe), else "instanced". */
+export function preferredDrawMode(gl: WebGL2RenderingContext): DrawMode {
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const name = String(gl.getParameter(info !== null ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  return /swiftshader|llvmpipe|softpipe|software/i.test(name) ? "expanded" : "instanced";
+}
+
 export class SplatRenderer {
   readonly gl: WebGL2RenderingContext;
-  private readonly program: WebGLProgram;
+  private readonly programs: Record<DrawMode, Program>;
   private readonly vao: WebGLVertexArrayObject;
+  private readonly emptyVao: WebGLVertexArrayObject;
   private readonly indexBuffer: WebGLBuffer;
+  private readonly orderTexture: WebGLTexture;
+  private orderStaging = new Uint32Array(0);
+  /** How the quads are issued (see the file comment); both give the same image. */
+  mode: DrawMode;
   private readonly textures: Record<"means" | "scales" | "quats" | "colors", WebGLTexture>;
-  private readonly uniforms: Record<string, WebGLUniformLocation | null>;
   private readonly sorter = new DepthSorter();
   private n = 0;
   private rows = 0;
@@ -137,7 +177,7 @@ export class SplatRenderer {
   private stagingBytes = new Uint8Array(0);
   /** Number of draw calls made (a test hook counts them). */
   drawCount = 0;
-  /** Milliseconds the last sort and draw took on the CPU side. */
+  /** Milliseconds the last depth sort (and order upload) took. */
   lastSortMs = 0;
 
   constructor(readonly canvas: HTMLCanvasElement) {
@@ -155,11 +195,16 @@ export class SplatRenderer {
       );
     }
     this.gl = gl;
-    this.program = link(gl, VERTEX_SHADER, FRAGMENT_SHADER);
-    this.uniforms = {};
-    for (const name of ["uMeans", "uScales", "uQuats", "uColors", "uView", "uProj", "uFocal", "uViewport", "uTanHalfFov"]) {
-      this.uniforms[name] = gl.getUniformLocation(this.program, name);
-    }
+    const build = (mode: DrawMode): Program => {
+      const program = link(gl, vertexShader(mode), FRAGMENT_SHADER);
+      const uniforms: Record<string, WebGLUniformLocation | null> = {};
+      for (const name of UNIFORMS) uniforms[name] = gl.getUniformLocation(program, name);
+      return { program, uniforms };
+    };
+    this.programs = { instanced: build("instanced"), expanded: build("expanded") };
+    this.mode = preferredDrawMode(gl);
+    this.orderTexture = makeTexture(gl);
+    this.emptyVao = gl.createVertexArray()!;
     this.vao = gl.createVertexArray()!;
     this.indexBuffer = gl.createBuffer()!;
     gl.bindVertexArray(this.vao);
@@ -249,14 +294,24 @@ export class SplatRenderer {
 
     const t0 = performance.now();
     const order = this.sorter.sort(this.means, this.n, view);
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.indexBuffer);
-    gl.bufferData(gl.ARRAY_BUFFER, order, gl.DYNAMIC_DRAW);
+    const { program, uniforms: u } = this.programs[this.mode];
+    gl.useProgram(program);
+    if (this.mode === "instanced") {
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.indexBuffer);
+      gl.bufferData(gl.ARRAY_BUFFER, order, gl.DYNAMIC_DRAW);
+    } else {
+      const capacity = this.rows * TEXTURE_WIDTH;
+      if (this.orderStaging.length !== capacity) this.orderStaging = new Uint32Array(capacity);
+      this.orderStaging.set(order);
+      gl.activeTexture(gl.TEXTURE4);
+      gl.bindTexture(gl.TEXTURE_2D, this.orderTexture);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.R32UI, TEXTURE_WIDTH, this.rows, 0, gl.RED_INTEGER, gl.UNSIGNED_INT, this.orderStaging);
+      gl.uniform1i(u.uOrder, 4);
+    }
     this.lastSortMs = performance.now() - t0;
 
     const tanY = Math.tan(fovy / 2);
     const tanX = (tanY * width) / height;
-    gl.useProgram(this.program);
-    const u = this.uniforms;
     const units: [string, WebGLTexture][] = [
       ["uMeans", this.textures.means],
       ["uScales", this.textures.scales],
@@ -278,8 +333,13 @@ export class SplatRenderer {
     gl.disable(gl.CULL_FACE);
     gl.enable(gl.BLEND);
     gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA); // premultiplied "over", back to front
-    gl.bindVertexArray(this.vao);
-    gl.drawArraysInstanced(gl.TRIANGLE_STRIP, 0, 4, this.n);
+    if (this.mode === "instanced") {
+      gl.bindVertexArray(this.vao);
+      gl.drawArraysInstanced(gl.TRIANGLE_STRIP, 0, 4, this.n);
+    } else {
+      gl.bindVertexArray(this.emptyVao);
+      gl.drawArrays(gl.TRIANGLES, 0, 6 * this.n);
+    }
     gl.bindVertexArray(null);
   }
 }
@@ -310,7 +370,7 @@ function link(gl: WebGL2RenderingContext, vs: string, fs: string): WebGLProgram 
   const program = gl.createProgram()!;
   gl.attachShader(program, compile(gl, gl.VERTEX_SHADER, vs));
   gl.attachShader(program, compile(gl, gl.FRAGMENT_SHADER, fs));
-  gl.bindAttribLocation(program, 0, "aIndex");
+  if (vs.includes("in uint aIndex")) gl.bindAttribLocation(program, 0, "aIndex");
   gl.linkProgram(program);
   if (!gl.getProgramParameter(program, gl.LINK_STATUS)) {
     throw new RendererError(`splat shader failed to link: ${gl.getProgramInfoLog(program)}`);
