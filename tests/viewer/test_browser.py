@@ -441,3 +441,34 @@ def test_play_advances_frames_and_pause_stops_them(page, clip):
     page.wait_for_timeout(300)
     assert page.evaluate("__viewer.frameIndex()") == first
     assert page.inner_text("#play") == "Play"
+
+
+def test_upload_generates_and_bad_uploads_show_the_servers_message(page, clip, config, tmp_path):
+    n = clip["num_frames"]
+    page.evaluate("__viewer.lastError = null")
+    # not audio: the server decodes to check the type (415), the page shows its message
+    fake = tmp_path / "notes.wav"
+    fake.write_text("these are notes, not audio\n" * 20)
+    page.set_input_files("#upload", str(fake))
+    assert page.input_value("#source") == "upload"
+    page.click("#generate")
+    page.wait_for_function("__viewer.lastError !== null", timeout=TIMEOUT_MS)
+    status = page.locator("#status")
+    assert "error" in (status.get_attribute("class") or "")
+    message = status.inner_text()
+    assert message == page.evaluate("__viewer.lastError") and "audio" in message.lower(), message
+    assert page.evaluate("__viewer.clipId()") == clip["id"]  # the loaded clip stays
+    assert page.is_enabled("#generate")
+
+    # a real file (the example's own WAV) goes through the upload path and plays
+    example = min(config["examples"], key=lambda e: e["duration"])
+    page.set_input_files("#upload", str(REPO / "examples" / f"{example['name']}.wav"))
+    page.evaluate("__viewer.lastError = null; __viewer.ready = false")  # set again on load
+    page.click("#generate")
+    page.wait_for_function(
+        "(__viewer.ready && __viewer.state === 'ready') || __viewer.lastError !== null",
+        timeout=GENERATE_TIMEOUT_MS,
+    )
+    assert page.evaluate("__viewer.lastError") is None
+    assert page.evaluate("__viewer.numFrames()") == n
+    assert page.inner_text("#frame-counter") == f"frame 0 / {n}"
