@@ -173,7 +173,8 @@ class Viewer {
       this.audio.currentTime = Number(this.timeline.value);
     });
     window.addEventListener("keydown", (e) => {
-      if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
+      const t = e.target;
+      if (t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLButtonElement) return;
       if (e.key === "r" || e.key === "R") this.camera.reset();
       if (e.key === " " && this.clip !== null) {
         e.preventDefault();
