@@ -126,7 +126,7 @@ class Clip:
     error: str | None = None
     emotion: str = ""
     request: ClipRequest | None = None
-    records: bytes = b""  # [num_frames * stride] frame records
+    records: bytes | bytearray = b""  # [num_frames * stride] frame records
     wav: bytes = b""
     created: float = field(default_factory=time.monotonic)
 
@@ -216,6 +216,11 @@ class ClipStore:
         self._jobs.put(clip)
         return clip, False
 
+    def clip_bytes(self, num_samples: int) -> int:
+        """Bytes a finished clip of `num_samples` 16 kHz samples holds (frames + WAV)."""
+        frames = int(self.head.num_frames(int(num_samples)))
+        return frames * frame_stride(self.num_gaussians) + 2 * int(num_samples) + 44
+
     def get(self, cid: str) -> Clip | None:
         """The clip of id `cid` (marked as recently used), or None."""
         with self._lock:
@@ -294,7 +299,7 @@ class ClipStore:
             self._job_seconds = 0.7 * self._job_seconds + 0.3 * elapsed
 
     @torch.no_grad()
-    def _generate(self, clip: Clip) -> tuple[bytes, bytes, str]:
+    def _generate(self, clip: Clip) -> tuple[bytearray, bytes, str]:
         from emotalk3d.inference.pipeline import rechunk
 
         request = clip.request
@@ -308,21 +313,23 @@ class ClipStore:
         else:
             label = choice.label
         clip.progress = GEOMETRY_SHARE / 2
-        parts: list[bytes] = []
+        stride = frame_stride(self.num_gaussians)
+        records = bytearray(clip.num_frames * stride)  # filled in place: no second copy
         done = 0
         total = max(1, clip.num_frames)
         for pts in rechunk(head.iter_geometry(wav, choice), self.frame_batch):  # [b, P, 3]
+            b = pts.shape[0]
+            if done + b > clip.num_frames:
+                raise RuntimeError(
+                    f"the pipeline gave more than the {clip.num_frames} frames expected"
+                )
             g = head.gaussians(pts, choice)
-            parts.append(encode_frame_records(activate_for_viewer(g, self._viewmat)))
-            done += pts.shape[0]
+            chunk = encode_frame_records(activate_for_viewer(g, self._viewmat))
+            records[done * stride : (done + b) * stride] = chunk
+            done += b
             clip.progress = GEOMETRY_SHARE + (1.0 - GEOMETRY_SHARE) * min(done / total, 1.0)
-        records = b"".join(parts)
-        expected = clip.num_frames * frame_stride(self.num_gaussians)
-        if len(records) != expected:
-            raise RuntimeError(
-                f"the pipeline gave {len(records)} bytes of frames, expected {expected} "
-                f"({clip.num_frames} frames)"
-            )
+        if done != clip.num_frames:
+            raise RuntimeError(f"the pipeline gave {done} frames, expected {clip.num_frames}")
         return records, wav_bytes(wav), label
 
     # ------------------------------------------------------------------ cache

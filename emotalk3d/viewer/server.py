@@ -76,11 +76,13 @@ class Example:
         return self.samples.shape[0] / SAMPLE_RATE
 
 
-def load_examples(folder: str | os.PathLike | None) -> dict[str, Example]:
+def load_examples(
+    folder: str | os.PathLike | None, max_seconds: float | None = None
+) -> dict[str, Example]:
     """Decode the audio files of `folder` (not recursive) into {name: Example}.
 
     Names are the file stems, kept only when they match [A-Za-z0-9][A-Za-z0-9_-]*; files that
-    do not decode are skipped with a warning.
+    do not decode, or last longer than `max_seconds`, are skipped with a warning.
     """
     out: dict[str, Example] = {}
     if folder is None or not Path(folder).is_dir():
@@ -92,6 +94,10 @@ def load_examples(folder: str | os.PathLike | None) -> dict[str, Example]:
             out[path.stem] = Example(path.stem, load_audio(path))
         except (AudioError, OSError) as exc:
             log.warning("skipping example %s: %s", path, exc)
+            continue
+        if max_seconds is not None and out[path.stem].duration > max_seconds:
+            log.warning("skipping example %s: longer than %g s", path, max_seconds)
+            del out[path.stem]
     return out
 
 
@@ -199,7 +205,7 @@ def create_app(
         cache_bytes=int(cache_mb * 2**20),
         bundle=bundle_id(head.bundle.folder),
     )
-    examples = load_examples(examples_dir)
+    examples = load_examples(examples_dir, max_seconds)
     max_upload = int(max_upload_mb * 2**20)
     background = [float(x) for x in head.background.tolist()]
     min_samples = max(
@@ -384,6 +390,16 @@ def create_app(
             raise ApiError(
                 422,
                 f"the audio is too long ({n / SAMPLE_RATE:.1f} s); the limit is {max_seconds:g} s",
+            )
+        need = store.clip_bytes(n)
+        if need > store.cache_bytes:
+            fits = store.cache_bytes / max(need / n, 1e-9) / SAMPLE_RATE
+            raise ApiError(
+                422,
+                f"the audio is too long for the clip cache: {n / SAMPLE_RATE:.1f} s needs "
+                f"{need / 2**20:.0f} MB of frame data, the cache holds "
+                f"{store.cache_bytes / 2**20:.0f} MB (about {fits:.0f} s); send a shorter clip "
+                "or start the server with a larger --cache-mb",
             )
         clip_request = ClipRequest(samples=samples, weights=weights, intensity=intensity)
         try:

@@ -522,3 +522,19 @@ def test_cli_serves_on_127_0_0_1_and_prints_the_url(viewer_bundle, tmp_path):
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0, proc.stderr.read()[-2000:]
+
+
+def test_clip_larger_than_the_cache_is_422(viewer_head):
+    """A clip whose frames cannot fit the cache is refused up front, naming --cache-mb."""
+    from fastapi.testclient import TestClient
+
+    from emotalk3d.viewer.server import create_app
+
+    app = create_app(head=viewer_head, cache_mb=0.5, examples_dir=REPO / "examples")
+    try:
+        client = TestClient(app, raise_server_exceptions=False)
+        response = client.post("/api/clips", data={"example": "hello"})
+        assert_error(response, 422, "too long for the clip cache", "--cache-mb")
+        assert client.get("/api/health").json()["queue"] == 0
+    finally:
+        app.state.store.close()
