@@ -5,7 +5,9 @@ fit -c CONFIG` does (EmoTalkCLI, run=False), then trains them with a plain Train
 logger, no checkpoints, no validation) for `--warmup` + `--steps` steps; a callback times
 every step (CUDA synchronised) from batch start to batch end, and samples peak memory over
 the timed steps (CUDA: max allocated growth; CPU: peak RSS growth). Reported: median step
-seconds (wall and process CPU), steps/s and peak memory.
+seconds (wall and process CPU), steps/s and peak memory. Subject configs are timed in both
+training stages: `canonical` (canonical Gaussians only) and `dynamic` (G2ANet, completion and
+blending in the graph), by moving `canonical_steps` past or before the timed steps.
 
 Configs: S2G `tiny` (configs/tiny/s2g.yaml) and `full` (configs/s2g.yaml); subject `tiny`
 (configs/tiny/subject.yaml), `default` (configs/subject.yaml: the demo subject's CPU config)
@@ -103,8 +105,11 @@ def measure(
     warmup: int,
     device: str,
     quick: bool,
+    phase: str | None = None,
 ) -> dict[str, object]:
-    """Train (stage, config) for warmup + steps steps and time the last `steps`."""
+    """Train (stage, config) for warmup + steps steps and time the last `steps`; a subject's
+    `phase` "canonical" keeps every step in the canonical stage, "dynamic" starts in the
+    dynamic stage (G2ANet, completion and blending in the graph)."""
     import lightning
 
     from emotalk3d.training.cli import EmoTalkCLI
@@ -121,6 +126,9 @@ def measure(
             args.append(f"--data.init_args.data_dir={data_dir}")
         if quick:
             args += QUICK_OVERRIDES[stage]
+        if phase is not None:
+            n = 0 if phase == "dynamic" else warmup + steps + 1
+            args.append(f"--model.init_args.canonical_steps={n}")
         cli = EmoTalkCLI(args=args, run=False)
         timer = step_timer(warmup, device)
         trainer = lightning.Trainer(
@@ -143,6 +151,7 @@ def measure(
     return {
         "stage": stage,
         "config": config,
+        "phase": phase,
         "config_path": CONFIGS[(stage, config)],
         "data_dir": data_dir,
         "steps": len(timer.walls),
@@ -209,14 +218,21 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             folder = data.get(key)
             if folder and not (REPO / folder).exists() and not Path(folder).exists():
                 folder = None  # fall back to the config's own folder (generated on first use)
-            rows.append(measure(stage, key[1], folder, steps, warmup, args.device, args.quick))
-    print(f"\n{'stage':>8} {'config':>8} {'steps':>5} {'step s':>8} {'cpu s':>8} {'steps/s':>8} {'peak MB':>8}")  # fmt: skip # noqa: E501
+            phases: tuple[str | None, ...] = (None,)
+            if stage == "subject":
+                phases = ("dynamic",) if args.quick else ("canonical", "dynamic")
+            for phase in phases:
+                rows.append(
+                    measure(stage, key[1], folder, steps, warmup, args.device, args.quick, phase)
+                )
+    print(f"\n{'stage':>8} {'config':>8} {'phase':>9} {'steps':>5} {'step s':>8} {'cpu s':>8} {'steps/s':>8} {'peak MB':>8}")  # fmt: skip # noqa: E501
     for r in rows:
         if "skipped" in r:
             print(f"{r['stage']:>8} {r['config']:>8}  {r['skipped']}")
             continue
         print(
-            f"{r['stage']:>8} {r['config']:>8} {r['steps']:>5} {r['step_s']:>8.3f} "
+            f"{r['stage']:>8} {r['config']:>8} {r['phase'] or '-':>9} {r['steps']:>5} "
+            f"{r['step_s']:>8.3f} "
             f"{r['cpu_s']:>8.3f} {r['steps_per_s']:>8.2f} {r['peak_mem_mb']:>8.1f}"
         )
     result = {

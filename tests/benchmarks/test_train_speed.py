@@ -16,6 +16,8 @@ def test_quick_run_prints_a_well_formed_result_line(load_script, result_line, ca
         assert r["steps"] == 2 and r["data_dir"] == str(tiny_dataset)
         assert r["step_s"] > 0 and r["steps_per_s"] == pytest.approx(1.0 / r["step_s"])
         assert r["peak_mem_mb"] >= 0
+    assert rows[("s2g", "tiny")]["phase"] is None
+    assert rows[("subject", "tiny")]["phase"] == "dynamic"
 
 
 def test_full_subject_on_cpu_is_reported_not_measured(load_script, result_line, capsys):
