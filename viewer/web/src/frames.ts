@@ -8,6 +8,14 @@
 import type { Api } from "./api";
 import { type Frame, type FrameRange, frameStride } from "./decode";
 
+/** The frame shown at `time` seconds: floor(time * fps) clamped to [0, numFrames - 1]; -1 for
+ * an empty clip. */
+export function frameAt(time: number, fps: number, numFrames: number): number {
+  if (numFrames <= 0) return -1;
+  const index = Math.floor((Number.isFinite(time) ? time : 0) * fps);
+  return Math.min(numFrames - 1, Math.max(0, index));
+}
+
 export const DEFAULT_FRAME_BUDGET_BYTES = 256 * 1024 * 1024;
 const MAX_IN_FLIGHT = 2;
 

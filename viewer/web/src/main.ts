@@ -5,7 +5,7 @@
 import { Api, ApiError, type ClipInfo, type Config } from "./api";
 import { attachControls, DEFAULT_CAMERA, OrbitCamera } from "./camera";
 import type { Canonical } from "./decode";
-import { DEFAULT_FRAME_BUDGET_BYTES, FrameStore } from "./frames";
+import { DEFAULT_FRAME_BUDGET_BYTES, FrameStore, frameAt } from "./frames";
 import { type DrawMode, SplatRenderer } from "./renderer";
 
 type State = "loading" | "idle" | "generating" | "ready" | "error";
@@ -47,12 +47,6 @@ function byId<T extends HTMLElement>(id: string): T {
   return element as T;
 }
 
-/** floor(time * fps) clamped to [0, numFrames - 1]; -1 for an empty clip. */
-export function frameAt(time: number, fps: number, numFrames: number): number {
-  if (numFrames <= 0) return -1;
-  const index = Math.floor((Number.isFinite(time) ? time : 0) * fps);
-  return Math.min(numFrames - 1, Math.max(0, index));
-}
 
 class Viewer {
   private readonly api = new Api();

@@ -36,6 +36,8 @@ export class DepthSorter {
       let d = r0 * means[3 * i] + r1 * means[3 * i + 1] + r2 * means[3 * i + 2] + r3;
       if (!Number.isFinite(d)) d = 0; // a broken splat must not poison the buckets
       depths[i] = d;
+      d = depths[i]; // the float32 value the keys are computed from (else the farthest splat's
+      // rounded depth can exceed `hi` and wrap to the last key)
       if (d < lo) lo = d;
       if (d > hi) hi = d;
     }
@@ -45,7 +47,7 @@ export class DepthSorter {
     // key 0 = farthest, so the stable counting sort emits far to near.
     const scale = hi > lo ? (BUCKETS - 1) / (hi - lo) : 0;
     for (let i = 0; i < n; i++) {
-      const k = Math.floor((hi - depths[i]) * scale);
+      const k = Math.min(BUCKETS - 1, Math.max(0, Math.floor((hi - depths[i]) * scale)));
       keys[i] = k;
       counts[k]++;
     }
