@@ -74,6 +74,10 @@ def test_cli_fit_two_steps(tiny_dataset, tmp_path, monkeypatch):
         tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
     )
     assert ckpt["global_step"] == 2
+    # the tiny config exercises the issue-3 recipe: prosody v2, branch, modality dropout
+    hp = ckpt["hyper_parameters"]
+    assert (hp["prosody_version"], hp["prosody_head_dim"], hp["backbone_dropout"]) == (2, 16, 0.5)
+    assert ckpt["state_dict"]["extractor.prosody_branch.1.weight"].shape == (16, 23)
 
 
 def test_prosody_statistics_reach_the_head_standardised(datamodule):
