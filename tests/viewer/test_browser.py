@@ -252,6 +252,13 @@ def test_page_loads_with_controls_and_shows_the_head(page, config, canonical):
     sources = page.eval_on_selector_all("#source option", "os => os.map(o => o.value)")
     assert sources == [f"example:{e['name']}" for e in config["examples"]]
     assert page.is_enabled("#generate")
+    # the default emotion is neutral, for which intensity means nothing (auto: the extractor's)
+    assert page.input_value("#emotion") == "neutral" and page.is_disabled("#intensity")
+    page.select_option("#emotion", "auto")
+    assert page.is_disabled("#intensity")
+    page.select_option("#emotion", "sad")
+    assert page.is_enabled("#intensity")
+    page.select_option("#emotion", "neutral")
     for control in ("#upload", "#intensity", "#play", "#timeline", "#reset-view"):
         assert page.locator(control).count() == 1, control
 

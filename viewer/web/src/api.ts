@@ -29,7 +29,8 @@ export interface GenerateRequest {
   audio?: File | Blob;
   example?: string;
   emotion: string;
-  intensity: number;
+  /** 0..1; left out for "auto" (the emotion extractor's intensity is used). */
+  intensity?: number;
 }
 
 /** An HTTP error answer; `retryAfter` is set for 429 (seconds). */
@@ -90,7 +91,7 @@ export class Api {
       form.append("example", request.example);
     }
     form.append("emotion", request.emotion);
-    form.append("intensity", String(request.intensity));
+    if (request.intensity !== undefined) form.append("intensity", String(request.intensity));
     const response = await fetch(`${this.base}/api/clips`, { method: "POST", body: form });
     if (!response.ok) throw await failure(response);
     return await response.json();

@@ -151,13 +151,14 @@ class Viewer {
       this.intensityValue.value = Number(this.intensity.value).toFixed(2);
     });
     this.upload.addEventListener("change", () => this.onUpload());
+    this.emotion.addEventListener("change", () => this.syncIntensity());
     this.generateButton.addEventListener("click", () => void this.generate());
     this.playButton.addEventListener("click", () => void this.togglePlay());
     this.resetButton.addEventListener("click", () => this.camera.reset());
     this.audio.addEventListener("play", () => (this.playButton.textContent = "Pause"));
     this.audio.addEventListener("pause", () => (this.playButton.textContent = "Play"));
     this.audio.addEventListener("error", () => {
-      if (this.clip !== null) this.fail(new Error(`the clip's audio failed to load (${this.audio.error?.message ?? "unknown"})`));
+      if (this.clip !== null) this.fail(new Error(`the clip's audio failed to load (${this.audio.error?.message ?? "unknown"})`), false);
     });
     const endScrub = () => (this.scrubbing = false);
     this.timeline.addEventListener("pointerdown", () => (this.scrubbing = true));
@@ -185,10 +186,18 @@ class Viewer {
     this.emotion.replaceChildren();
     for (const name of config.emotions) this.emotion.append(new Option(name, name));
     if (config.emotions.includes("neutral")) this.emotion.value = "neutral";
+    this.syncIntensity();
     this.upload.title = `audio file up to ${config.max_upload_mb} MB`;
     const [r, g, b] = config.background.map((c) => Math.round(255 * c));
     this.canvas.style.background = `rgb(${r}, ${g}, ${b})`;
     this.generateButton.disabled = false;
+  }
+
+  /** Intensity means nothing for neutral, and for auto the emotion extractor decides it. */
+  private syncIntensity(): void {
+    const unused = this.emotion.value === "auto" || this.emotion.value === "neutral";
+    this.intensity.disabled = unused;
+    this.intensity.title = unused ? `not used with ${this.emotion.value}` : "";
   }
 
   private onUpload(): void {
@@ -215,7 +224,8 @@ class Viewer {
     const choice = this.source.value;
     const request = {
       emotion: this.emotion.value,
-      intensity: Number(this.intensity.value),
+      // omitted for auto, so the server uses the extractor's intensity
+      intensity: this.emotion.value === "auto" ? undefined : Number(this.intensity.value),
       ...(choice === "upload" && this.uploaded !== null
         ? { audio: this.uploaded }
         : { example: choice.replace(/^example:/, "") }),
