@@ -113,6 +113,7 @@ class G2ANet(nn.Module):
         uvs: Tensor,  # [V, 2] UV positions p in [0, 1]
         emotion: Tensor,  # [T, E]
         delta_mu: Tensor,  # [T, V, 3] δμ (mm)
+        static: tuple[Tensor, Tensor] | None = None,  # `static_parts(sh, quats, uvs)`
     ) -> tuple[Tensor, Tensor]:  # (H_t [T, V, K, 3], R_t [T, V, 4])
         """Per-frame SH coefficients and raw quaternions of the face Gaussians.
 
@@ -124,28 +125,49 @@ class G2ANet(nn.Module):
         """
         V, K, T = self._check(sh, quats, uvs, emotion, delta_mu)
         dtype = sh.dtype
-        pe = positional_encoding(uvs.to(dtype), self.uv_freqs)  # [V, Dp]
+        if static is None:
+            static = self.static_parts(sh, quats, uvs)
         e = emotion.to(dtype)  # [T, E]
         motion = delta_mu.to(dtype) / self.motion_scale  # [T, V, 3]
-        d_sh = self._run(self.feature_net, sh.reshape(V, K * 3), e, pe, motion)  # [T, V, 3K]
-        q_in = torch.nn.functional.normalize(quats, dim=-1)
-        d_q = self._run(self.rotation_net, q_in, e, pe, motion)  # [T, V, 4]
+        d_sh = self._run(self.feature_net, static[0], e, motion)  # [T, V, 3K]
+        d_q = self._run(self.rotation_net, static[1], e, motion)  # [T, V, 4]
         return sh[None] + d_sh.reshape(T, V, K, 3), quats[None] + d_q
+
+    def static_parts(
+        self,
+        sh: Tensor,  # [V, K, 3] canonical SH coefficients H_o
+        quats: Tensor,  # [V, 4] canonical raw quaternions R_o
+        uvs: Tensor,  # [V, 2] UV positions p in [0, 1]
+    ) -> tuple[Tensor, Tensor]:  # ([V, H] FeatureNet, [V, H] RotationNet)
+        """The per-point part of each network's first layer: W_attr · attribute + W_p · PE(p)
+        + bias. It depends on the canonical Gaussians and the weights only, so inference may
+        compute it once and pass it to `forward` for every batch of frames."""
+        V, K, _ = sh.shape
+        pe = positional_encoding(uvs.to(sh.dtype), self.uv_freqs)  # [V, Dp]
+        q_in = torch.nn.functional.normalize(quats, dim=-1)
+        out = []
+        for net, attr in ((self.feature_net, sh.reshape(V, K * 3)), (self.rotation_net, q_in)):
+            first = net[0]
+            assert isinstance(first, nn.Linear)
+            a, p = attr.shape[-1], pe.shape[-1]
+            w_attr, _, w_pe, _ = first.weight.split([a, self.emotion_dim, p, 3], dim=1)
+            out.append(torch.addmm(first.bias, attr, w_attr.t()).addmm_(pe, w_pe.t()))
+        return out[0], out[1]
 
     def _run(
         self,
         net: nn.Sequential,
-        attr: Tensor,  # [V, A] per-point attribute input
+        static: Tensor,  # [V, H] `static_parts` of this network
         emotion: Tensor,  # [T, E]
-        pe: Tensor,  # [V, Dp]
         motion: Tensor,  # [T, V, 3]
     ) -> Tensor:  # [T, V, out]
-        """`net` on [attr, emotion, pe, motion] with its first layer split by input part."""
+        """`net` on [attribute, emotion, PE(p), motion] with its first layer split by input
+        part: the per-point part given, the emotion once per frame, motion per point and frame."""
         first = net[0]
         assert isinstance(first, nn.Linear)
-        a, e, p = attr.shape[-1], emotion.shape[-1], pe.shape[-1]
-        w_attr, w_e, w_pe, w_m = first.weight.split([a, e, p, 3], dim=1)
-        static = torch.addmm(first.bias, attr, w_attr.t()).addmm_(pe, w_pe.t())  # [V, H]
+        n, dp, de = first.in_features, 2 * (1 + 2 * self.uv_freqs), self.emotion_dim
+        w_e = first.weight[:, n - 3 - dp - de : n - 3 - dp]  # input order: attr, e, PE(p), δμ
+        w_m = first.weight[:, n - 3 :]
         x = torch.matmul(motion, w_m.t())  # [T, V, H]
         x = x.add_(static).add_((emotion @ w_e.t())[:, None, :])
         for layer in net[1:]:

@@ -204,6 +204,27 @@ class GaussianHead(nn.Module):
         if self.otf_nearest.shape[0] != self.num_otf:
             self.refresh_completion()
 
+    def _g2anet_static(self, face_sh: Tensor) -> tuple[Tensor, Tensor] | None:  # [V, K, 3]
+        """G2ANet's per-point first-layer parts, cached between calls without autograd.
+
+        They depend only on the canonical face SH and quaternions, the UVs and G2ANet's
+        weights; the cache key is each of those tensors' identity, storage and version
+        counter (optimiser steps, `load_state_dict` and `.to()` all change one), so a stale
+        entry cannot be used. With autograd on (training) nothing is cached: None makes
+        G2ANet compute them in the graph.
+        """
+        if torch.is_grad_enabled():
+            return None
+        c = self.canonical
+        deps = [c.face["sh0"], c.face["shN"], c.face["quats"], self.dense_uvs]
+        deps += list(self.g2anet.parameters())
+        key = tuple((id(t), t.data_ptr(), t._version, t.dtype) for t in deps)
+        cached = self.__dict__.get("_static_cache")
+        if cached is None or cached[0] != key:
+            static = self.g2anet.static_parts(face_sh, c.face["quats"], self.dense_uvs)
+            self.__dict__["_static_cache"] = cached = (key, static)
+        return cached[1]
+
     # ------------------------------------------------------------------ assembly
     def canonical_gaussians(self) -> dict[str, Tensor]:
         """G_o as raw parameters: means [N, 3], quats [N, 4], scales [N, 3], opacities [N],
@@ -261,6 +282,7 @@ class GaussianHead(nn.Module):
                 self.dense_uvs,
                 emotion,
                 relative_motion(dense_t, c.face_points),
+                static=self._g2anet_static(face_sh),
             )
         else:
             sh_f = face_sh[None].expand(T, -1, -1, -1)

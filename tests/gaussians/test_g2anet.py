@@ -105,3 +105,40 @@ def test_split_first_layer_matches_the_concatenating_twin():
     for a, b in zip(g_fast, g_slow, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
     assert any(float(g.abs().max()) > 0 for g in g_fast[:4])  # the check is not vacuous
+
+
+def test_inference_caches_the_per_point_parts_until_a_weight_changes():
+    """Without autograd, `frame_gaussians` reuses G2ANet's per-point first-layer parts; an
+    in-place weight update (what an optimiser step does) must invalidate them."""
+    from emotalk3d.gaussians.model import GaussianHead
+
+    n = 5
+    xs, ys = np.meshgrid(np.linspace(-50, 50, n), np.linspace(-50, 50, n))
+    v = np.stack([xs.ravel(), ys.ravel(), np.zeros(n * n)], 1).astype(np.float32)
+    f = [[i * n + j, i * n + j + 1, i * n + j + n] for i in range(n - 1) for j in range(n - 1)]
+    head = GaussianHead(v, f, (v[:, :2] + 50) / 100, num_otf=40, sh_degree=1, g2anet_hidden=16)
+    with torch.no_grad():
+        for mlp in (head.g2anet.feature_net, head.g2anet.rotation_net):
+            mlp[-1].weight.normal_(0.0, 0.5)
+    pts = torch.as_tensor(v)[None] + torch.randn(2, *v.shape) * 2.0
+    emo = torch.rand(2, 9)
+
+    def uncached():  # autograd on: computed in the graph, never cached
+        g = head.frame_gaussians(pts, emo)
+        return g.sh.detach(), g.quats.detach()
+
+    with torch.no_grad():
+        first = head.frame_gaussians(pts, emo)
+        entry = head.__dict__["_static_cache"]
+        again = head.frame_gaussians(pts, emo)
+        assert head.__dict__["_static_cache"] is entry  # reused
+        assert torch.equal(first.sh, again.sh)
+        torch.testing.assert_close(first.sh, uncached()[0], rtol=1e-5, atol=1e-6)
+        head.g2anet.feature_net[0].weight.add_(0.05)  # an optimiser-like in-place update
+        head.g2anet.rotation_net[0].bias.add_(0.05)
+        after = head.frame_gaussians(pts, emo)
+    assert head.__dict__["_static_cache"] is not entry
+    sh_ref, q_ref = uncached()
+    torch.testing.assert_close(after.sh, sh_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after.quats, q_ref, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after.sh, first.sh)
