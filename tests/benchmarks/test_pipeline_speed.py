@@ -19,7 +19,8 @@ def test_quick_run_prints_a_well_formed_result_line(load_script, result_line, ca
     assert result["real_time_factor"] == pytest.approx(1.0 / result["wall_s"])
     assert result["real_time_factor_no_encode"] >= result["real_time_factor"]
     short, long = result["geometry_memory"]
-    assert (short["frames"], long["frames"]) == (25, 75)
+    assert (short["frames"], long["frames"]) == (750, 75)  # 1.5 windows of 20 s, then 3 s
+    assert long["rss_peak_mb"] > 0 and short["peak_mem_mb"] >= 0
 
 
 def test_gsplat_on_cpu_is_refused_with_the_fix(load_script, result_line, capsys):
