@@ -10,9 +10,11 @@ which must happen before torch loads libgomp.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import threading
@@ -240,7 +242,9 @@ def bundle_for(quick: bool, bundle: str | None = None) -> tuple[Path, str]:
     if not quick and (Path(DEMO_BUNDLE) / "manifest.json").is_file():
         return Path(DEMO_BUNDLE), "demo"
     rig, num_otf = ("builtin:tiny", 200) if quick else ("builtin:small", 3000)
-    folder = Path(tempfile.mkdtemp(prefix="emotalk3d-bench-")) / "bundle"
+    tmp = tempfile.mkdtemp(prefix="emotalk3d-bench-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # removed when the process ends
+    folder = Path(tmp) / "bundle"
     build_untrained_bundle(folder, rig=rig, num_otf=num_otf, perturb=2.0)
     return folder, f"untrained:{rig}"
 
