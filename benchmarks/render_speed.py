@@ -182,6 +182,60 @@ def bench_subject(
     }
 
 
+class FullScaleHead:
+    """An untrained full-scale subject (`configs/full/subject.yaml` sizes: the built-in `full`
+    rig, 85,500 OTF Gaussians, SH degree 3, G2ANet hidden 256; `quick`: the tiny rig, 600
+    OTF, hidden 32) with TalkingHead's `cameras` / `gaussians` / `render` interface, for the
+    GPU target on the full-scale per-frame path. G2ANet's zero heads get random weights so
+    its output is not the identity; geometry is the template plus a smooth per-point motion
+    (S2GNet is not part of this path)."""
+
+    def __init__(self, quick: bool, device: str, backend: str, frames: int = 64) -> None:
+        from emotalk3d.constants import emotion_vector
+        from emotalk3d.gaussians.model import GaussianHead
+        from emotalk3d.geometry.rig import load_rig
+
+        rig = load_rig("builtin", "tiny" if quick else "full")
+        torch.manual_seed(0)
+        head = GaussianHead(
+            rig.neutral, rig.faces, rig.uvs, num_otf=600 if quick else 85_500, sh_degree=3,
+            g2anet_hidden=32 if quick else 256,
+        )  # fmt: skip
+        with torch.no_grad():
+            for mlp in (head.g2anet.feature_net, head.g2anet.rotation_net):
+                mlp[-1].weight.normal_(0.0, 0.01)
+        self.device, self.backend = torch.device(device), backend
+        self.head = head.to(self.device).eval()
+        self.subject = f"full-scale untrained ({'tiny' if quick else 'full'} rig)"
+        self.background = torch.ones(3, device=self.device)
+        template = head.template.to(self.device)  # [P, 3]
+        g = torch.Generator().manual_seed(0)
+        direction = torch.randn(template.shape, generator=g).to(self.device)  # [P, 3]
+        phase = torch.sin(torch.arange(frames, device=self.device) * (2 * math.pi / 25))
+        self.points = template + 2.0 * phase[:, None, None] * direction  # [T, P, 3]
+        self.emotion = emotion_vector("happy", 1.0)[None].float().to(self.device)  # [1, E]
+
+    def cameras(self, yaw: float, size: int):
+        from emotalk3d.inference.pipeline import Cameras
+        from emotalk3d.render.cameras import intrinsics_from_fov, orbit_camera
+
+        vm = torch.tensor(orbit_camera(yaw, 0.0, DISTANCE_MM, (0.0, -30.0, 0.0), 0.0))
+        K = torch.tensor(intrinsics_from_fov(FOV_DEG, size, size))
+        return Cameras(vm[None].float().to(self.device), K[None].float().to(self.device),
+                       size, size, ["view0"])  # fmt: skip
+
+    def gaussians(self, points: torch.Tensor, _choice: object):
+        return self.head.frame_gaussians(points, self.emotion)
+
+    def render(self, g, cams, start: int) -> torch.Tensor:
+        del start
+        return render_gaussians(
+            g.means, g.quats, g.scales, g.opacities, g.sh, cams.viewmats, cams.Ks, cams.width,
+            cams.height, backend=self.backend, background=self.background,
+            sh_degree=g.sh_degree, render_depth=False,
+        ).image  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=["torch", "gsplat"], default="torch")
@@ -192,6 +246,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--bundle", default=None, help="subject bundle (default: checkpoints/demo)")
     p.add_argument(
         "--only", choices=["all", "rasterizer", "subject"], default="all", help="which tables"
+    )
+    p.add_argument(
+        "--full-scale",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time an untrained full-scale subject (default: on CUDA only)",
     )
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -249,6 +309,22 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                     f"{r['peak_mem_mb']:>8.1f}"
                 )
         sync(args.device)
+    full_rows: list[dict[str, float]] = []
+    full = args.full_scale if args.full_scale is not None else cuda
+    if full and args.only in ("all", "subject"):
+        fs = FullScaleHead(args.quick, args.device, args.backend)
+        print(f"\nper-frame path of a {fs.subject} subject")
+        for size in subj_sizes[-1:]:  # 512 (the target's size); 32 for --quick
+            for b in batches:
+                r = bench_subject(fs, fs.points, None, size, b, repeats, warmup)
+                full_rows.append(r)
+                print(
+                    f"{r['n']:>8} {r['size']:>5} {r['batch']:>5} {r['fps']:>8.2f} "
+                    f"{r['ms_per_frame']:>9.1f} {r['cpu_s_per_frame']:>9.3f} "
+                    f"{r['appearance_ms_per_frame']:>9.1f} {r['rasterize_ms_per_frame']:>9.1f} "
+                    f"{r['peak_mem_mb']:>8.1f}"
+                )
+        sync(args.device)
     result = {
         "benchmark": "render_speed",
         "backend": args.backend,
@@ -258,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "machine": info,
         "results": rows,
         "subject": {"bundle": bundle_kind, "results": subject_rows},
+        "full_scale": {"results": full_rows},
     }
     print_result(result)
     return result

@@ -53,3 +53,14 @@ def test_gsplat_on_cpu_is_refused_with_the_fix(render_speed, capsys):
         render_speed.main(["--backend", "gsplat", "--device", "cpu", "--quick"])
     assert exc.value.code != 0
     assert "needs --device cuda" in capsys.readouterr().err
+
+
+def test_quick_full_scale_subject_rows(render_speed, capsys):
+    render_speed.main(["--quick", "--threads", "1", "--only", "subject", "--full-scale"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(last[len("RESULT ") :])
+    assert result["results"] == []  # --only subject: no rasterizer table
+    rows = result["full_scale"]["results"]
+    assert [(r["size"], r["batch"]) for r in rows] == [(32, 1), (32, 2)]
+    # the tiny rig's dense face Gaussians plus 600 OTF Gaussians and their blended copies
+    assert all(r["n"] > 4600 and r["fps"] > 0 for r in rows)
