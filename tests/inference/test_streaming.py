@@ -4,8 +4,10 @@ Tolerances (docs/streaming.md states them with the measurements behind them): on
 clips, in 200 ms chunks with the default look-ahead (0.2 s), context (2 s) and cross-fade
 (2 frames), streaming geometry differs from offline geometry by at most STREAM_MEAN_MM on
 average and STREAM_MAX_MM at any point of any frame for the tiny untrained bundle (random
-HuBERT: diffuse attention, the hard case; its offline motion is ~0.37 mm mean, ~1 mm max),
-and by DEMO_MEAN_MM / DEMO_MAX_MM for the demo bundle.
+HuBERT: diffuse attention, the hard case; its offline motion is ~0.37 mm mean, ~1 mm max).
+For any bundle (the demo's may be retrained) the tolerance is relative to its own offline
+motion (distance from the template): mean difference <= REL_MEAN x mean motion, max
+difference <= REL_MAX x max motion (measured: tiny 6 % / 22 %, demo 0.2 % / 1.2 %).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from emotalk3d.inference.streaming import (
 REPO = Path(__file__).resolve().parents[2]
 CLIPS = sorted((REPO / "examples").glob("*.wav"))
 STREAM_MEAN_MM, STREAM_MAX_MM = 0.05, 0.35
-DEMO_MEAN_MM, DEMO_MAX_MM = 0.01, 0.15
+REL_MEAN, REL_MAX = 0.10, 0.35
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +52,23 @@ def streamed(head: TalkingHead, audio: torch.Tensor, chunk: float = 0.2, **confi
 
 def errors(head: TalkingHead, clips, **config) -> tuple[float, float]:
     """(mean, max) over the clips of the per-point distance streamed vs offline (mm)."""
-    means, maxes = [], []
+    return errors_and_motion(head, clips, **config)[:2]
+
+
+def errors_and_motion(head: TalkingHead, clips, **config) -> tuple[float, float, float, float]:
+    """(mean, max) difference streamed vs offline and (mean, max) offline motion, mm."""
+    means, maxes, motion, motion_max = [], [], [], []
     for audio in clips.values():
         offline = head.geometry(audio, "happy", sample_rate=16000)
         s = streamed(head, audio, **config)
         assert s.shape == offline.shape
         d = (s - offline).norm(dim=-1)
+        m = (offline - head.template).norm(dim=-1)
         means.append(float(d.mean()))
         maxes.append(float(d.max()))
-    return float(np.mean(means)), max(maxes)
+        motion.append(float(m.mean()))
+        motion_max.append(float(m.max()))
+    return float(np.mean(means)), max(maxes), float(np.mean(motion)), max(motion_max)
 
 
 def test_a_window_over_the_whole_clip_equals_offline_exactly(talking_head, clips):
@@ -74,8 +84,9 @@ def test_a_window_over_the_whole_clip_equals_offline_exactly(talking_head, clips
 
 
 def test_stream_matches_offline_within_the_stated_tolerance(talking_head, clips):
-    mean, worst = errors(talking_head, clips)
+    mean, worst, motion, motion_max = errors_and_motion(talking_head, clips)
     assert mean <= STREAM_MEAN_MM and worst <= STREAM_MAX_MM, (mean, worst)
+    assert mean <= REL_MEAN * motion and worst <= REL_MAX * motion_max
     # without context the GRU restarts cold at every window: the tolerance catches it
     mean0, worst0 = errors(talking_head, clips, context_seconds=0.0)
     assert mean0 > STREAM_MEAN_MM and worst0 > STREAM_MAX_MM, (mean0, worst0)
@@ -85,8 +96,14 @@ def test_demo_bundle_stream_matches_offline(clips):
     if not (Path(DEMO_BUNDLE) / "manifest.json").is_file():
         pytest.skip(f"the demo bundle {DEMO_BUNDLE} is not there (make demo builds it)")
     head = TalkingHead.from_checkpoints(DEMO_BUNDLE, backend="torch")
-    mean, worst = errors(head, {"hello": clips["hello"]})
-    assert mean <= DEMO_MEAN_MM and worst <= DEMO_MAX_MM, (mean, worst)
+    mean, worst, motion, motion_max = errors_and_motion(head, clips)
+    assert motion_max > 0, "the demo's offline geometry does not move: nothing to compare"
+    assert mean <= REL_MEAN * motion and worst <= REL_MAX * motion_max, (
+        mean,
+        worst,
+        motion,
+        motion_max,
+    )
 
 
 def test_frames_come_out_as_soon_as_their_lookahead_has_arrived(talking_head, clips):
