@@ -1,6 +1,7 @@
 """Emotion extractor accuracy on held-out sentences: 8-way accuracy, per class, intensity error.
 
     python benchmarks/emotion_accuracy.py --data DIR --checkpoint CKPT [--split test] [--quick]
+        [--threads 1]
 
 The extractor-only twin of the emotion rows of `benchmarks/s2g_quality.py`, which needs an
 S2GNet checkpoint as well: the same clips (the split's whole clips, batched `--batch-size` at a
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="first 2 clips only (for tests)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     with torch.no_grad():
         return evaluate(args)
 

@@ -20,7 +20,9 @@ def bench():
     spec = importlib.util.spec_from_file_location("emotion_accuracy", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    threads = torch.get_num_threads()
+    yield module
+    torch.set_num_threads(threads)  # main() sets --threads (default 1)
 
 
 def test_score_by_hand(bench):
