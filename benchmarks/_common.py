@@ -212,6 +212,13 @@ def machine() -> dict[str, object]:
     return info
 
 
+def machine_line(info: dict[str, object] | None = None) -> str:
+    """`machine()` as one line: "Intel(R) Xeon(R) Processor, 2 cores, no GPU, torch 2.13.0+cpu"."""
+    info = machine() if info is None else info
+    gpu = f"GPU {info['gpu']}" if info.get("gpu") else "no GPU"
+    return f"{info['cpu']}, {info['cpu_cores']} cores, {gpu}, torch {info['torch']}"
+
+
 def print_machine(title: str, info: dict[str, object]) -> None:
     """The header every script prints: its title, then one `key: value` line per fact."""
     print(title)

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line  # noqa: E402
 
 from emotalk3d.constants import EMOTION_DIM
 from emotalk3d.data.image_data import FrameRef, SubjectDataModule
@@ -242,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "full_beats_canonical_mouth_psnr": bool(full > canon),
         "checkpoint": info,
         "eval_seconds": round(seconds, 2),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
-        + f", torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "machine": f"{machine_line()}, threads {torch.get_num_threads()}",
     }
     print("RESULT " + json.dumps(summary))
     return 0

@@ -15,30 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line  # noqa: E402
+
 from emotalk3d.constants import EMOTIONS
 from emotalk3d.data.speech_data import EmotionDataModule, collate_clips
 
-
-def machine() -> str:
-    """One line naming the machine the figures were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+machine = machine_line  # one line naming the machine (benchmarks/_common.py)
 
 
 def score(
