@@ -6,8 +6,9 @@ audio encoder, then S2GNet's GRU and head), then per batch of frames the per-fra
 (`TalkingHead.gaussians`: upsampling, G2ANet, completion, blending), the rasterizer
 (`TalkingHead.render`) and H.264 encoding (`Mp4Writer`, PyAV, to a temporary file). Stages are
 timed in place (CUDA synchronised at both ends of each; the audio encoder by forward hooks
-inside S2GNet, whose remaining time is the S2GNet row). Real-time factor = audio seconds /
-wall seconds (above 1: faster than real time), with and without encoding; peak memory over
+inside S2GNet, whose remaining time is the S2GNet row). Real-time factor = wall seconds /
+audio seconds, as render.py prints it (below 1: faster than real time), with and without
+encoding; peak memory over
 the whole run (CUDA: max allocated; CPU: peak RSS growth). The clip is the example clips
 (examples/*.wav) end to end, repeated to length; one warm-up run on the first second first.
 
@@ -191,9 +192,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         rows.append({"stage": name, "wall_s": w, "cpu_s": c, "ms_per_frame": 1000 * w / frames})
         print(f"{name:>14} {w:>8.3f} {c:>8.3f} {w / wall:>6.1%} {1000 * w / frames:>9.1f}")
     print(f"{'total':>14} {wall:>8.3f} {cpu:>8.3f}")
-    rtf = seconds / wall
+    rtf = wall / seconds
     print(
-        f"real-time factor {rtf:.3f} (audio s / wall s), {seconds / no_encode_wall:.3f} without "
+        f"real-time factor {rtf:.3f} (wall s / audio s), {no_encode_wall / seconds:.3f} without "
         f"encoding; {frames} frames; peak memory growth {mem.growth_mb:.0f} MB"
     )
     if long:
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "wall_s": wall,
         "cpu_s": cpu,
         "real_time_factor": rtf,
-        "real_time_factor_no_encode": seconds / no_encode_wall,
+        "real_time_factor_no_encode": no_encode_wall / seconds,
         "peak_mem_mb": round(mem.growth_mb, 1),
         "geometry_memory": long,
     }
