@@ -67,6 +67,23 @@ def align_features(
     return out
 
 
+def stack_future(
+    x: Tensor,  # [B, T, F]
+    lookahead: int,
+) -> Tensor:  # [B, T, (lookahead + 1) F]
+    """Each frame's features followed by those of the next `lookahead` frames.
+
+    Frames past the end are zero, as the padding of a batch is, so a clip gets the same
+    stacked frames alone and in a padded batch. With `lookahead` 0 this is `x` itself.
+    """
+    if lookahead < 0:
+        raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
+    if lookahead == 0:
+        return x
+    padded = F.pad(x, (0, 0, 0, lookahead))  # [B, T + k, F]
+    return torch.cat([padded[:, k : k + x.shape[1]] for k in range(lookahead + 1)], dim=-1)
+
+
 def _pair(
     features: Tensor,  # [B, T_a, D]
     num_frames: int,
@@ -83,7 +100,8 @@ class S2GNet(nn.Module):
     """Speech-to-geometry network of EmoTalk3D (He et al., ECCV 2024, section 3.2; DESIGN.md
     section 2 "S2GNet"), after FaceXHuBERT.
 
-    Paired audio features -> linear projection -> GRU (2 layers, hidden 256) -> concatenated
+    Paired audio features (each frame with the next `lookahead` frames' stacked after it)
+    -> linear projection -> GRU (2 layers, hidden 256) -> concatenated
     with an emotion embedding and a subject style embedding -> fusion layer -> zero-initialised
     linear head -> per-point offsets [B, T, P, 3] added to the template [B, P, 3].
 
@@ -108,6 +126,7 @@ class S2GNet(nn.Module):
         fps: int = 25,
         sample_rate: int = 16000,
         head_rank: int | None = None,
+        lookahead: int = 0,
     ) -> None:
         """Build the network.
 
@@ -129,6 +148,11 @@ class S2GNet(nn.Module):
             head_rank: None for a full linear head; r for a rank-r factorised head
                 (Linear(hidden, r) then the zero-initialised Linear(r, P * 3)): what
                 `compress_head` makes of a trained full head for a compact bundle.
+            lookahead: future motion frames whose paired features each frame also sees
+                (`stack_future`). The GRU runs forwards in time, and lips move ahead of the
+                sound they shape (coarticulation), so a frame needs some audio after it:
+                2 frames (80 ms) adds 80 ms to the streaming latency and stays within its
+                look-ahead. 0: FaceXHuBERT's pairing alone.
         """
         super().__init__()
         if audio_encoder is not None:
@@ -147,7 +171,10 @@ class S2GNet(nn.Module):
         self.fps = fps
         self.sample_rate = sample_rate
         self.audio_encoder = audio_encoder
-        self.input_proj = nn.Linear(2 * audio_dim, hidden_size)
+        if lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0 frames, got {lookahead}")
+        self.lookahead = int(lookahead)
+        self.input_proj = nn.Linear(2 * audio_dim * (self.lookahead + 1), hidden_size)
         self.gru = nn.GRU(
             hidden_size,
             hidden_size,
@@ -198,6 +225,7 @@ class S2GNet(nn.Module):
             "fps": int(self.fps),
             "sample_rate": int(self.sample_rate),
             "head_rank": self.head_rank,
+            "lookahead": int(self.lookahead),
         }
 
     def num_frames(self, num_samples: int) -> int:
@@ -250,6 +278,7 @@ class S2GNet(nn.Module):
                 raise ValueError("S2GNet on precomputed features needs num_frames (T)")
             features, feature_lengths = audio, audio_lengths
         x = align_features(features, num_frames, feature_lengths, frame_lengths)  # [B, T, 2D]
+        x = stack_future(x, self.lookahead)  # [B, T, 2D (lookahead + 1)]
         h, _ = self.gru(self.input_proj(x))  # [B, T, H]
         T = h.shape[1]
         cond = [h, self.subject_embed(subject)[:, None].expand(-1, T, -1)]

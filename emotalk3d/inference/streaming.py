@@ -132,6 +132,14 @@ class GeometryStreamer:
             raise ValueError(f"streaming needs fps dividing {SAMPLE_RATE}, got {self.fps}")
         self.spf = SAMPLE_RATE // self.fps  # samples per frame
         self.lookahead = round(self.config.lookahead_seconds * SAMPLE_RATE)  # samples
+        needed = int(getattr(s2g, "lookahead", 0)) * self.spf  # S2GNet's own future frames
+        if self.lookahead < needed:
+            raise ValueError(
+                f"lookahead_seconds {self.config.lookahead_seconds} is shorter than the "
+                f"{needed / SAMPLE_RATE:.3f} s of audio after each frame that this S2GNet reads "
+                f"(lookahead {s2g.lookahead} frames); stream with lookahead_seconds >= "
+                f"{needed / SAMPLE_RATE:.3f}"
+            )
         self.context = math.ceil(self.config.context_seconds * self.fps)  # frames
         self.min_samples = int(s2g.audio_encoder.min_samples)
         self._buf = torch.zeros(0)  # audio from sample `_buf_start` on

@@ -117,6 +117,7 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
         hubert_layer: int | Literal["last", "weighted"] = "last",
         hidden_size: int = 256,
         num_layers: int = 2,
+        lookahead: int = 0,
         emotion_embed_dim: int = 64,
         subject_embed_dim: int = 32,
         dropout: float = 0.0,
@@ -146,6 +147,7 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
             hubert_layer: encoder output: "last", a hidden-state index, or "weighted".
             hidden_size: GRU hidden size (256 in FaceXHuBERT).
             num_layers: GRU layers (2).
+            lookahead: future motion frames each frame's input also sees (S2GNet).
             emotion_embed_dim: width of the emotion embedding.
             subject_embed_dim: width of the subject style embedding.
             dropout: dropout between GRU layers and after the fusion layer.
@@ -178,6 +180,7 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
             audio_encoder=encoder,
             hidden_size=hidden_size,
             num_layers=num_layers,
+            lookahead=lookahead,
             emotion_embed_dim=emotion_embed_dim,
             subject_embed_dim=subject_embed_dim,
             dropout=dropout,

@@ -10,7 +10,7 @@ import torch
 from emotalk3d.audio.hubert import HubertEncoder
 from emotalk3d.audio.load import load_audio, num_motion_frames
 from emotalk3d.constants import EMOTION_DIM, emotion_vector
-from emotalk3d.geometry.s2gnet import S2GNet, align_features
+from emotalk3d.geometry.s2gnet import S2GNet, align_features, stack_future
 
 P = 12
 
@@ -55,6 +55,45 @@ def test_batched_alignment_equals_single_clip():
     torch.testing.assert_close(batched[1, :3], align_features(feats[1:, :5], 3)[0])
     assert torch.count_nonzero(batched[1, 3:]) == 0  # padding frames are zero
     torch.testing.assert_close(batched[0], align_features(feats[:1], 4)[0])
+
+
+def test_stack_future_appends_the_next_frames():
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    assert torch.equal(stack_future(x, 0), x)
+    out = stack_future(x, 2)
+    assert out.shape == (2, 4, 9)
+    torch.testing.assert_close(out[1, 1], torch.cat([x[1, 1], x[1, 2], x[1, 3]]))
+    torch.testing.assert_close(out[0, 3], torch.cat([x[0, 3], torch.zeros(6)]))  # past the end
+    with pytest.raises(ValueError, match="lookahead"):
+        stack_future(x, -1)
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_each_frame_reads_exactly_lookahead_future_frames(lookahead):
+    torch.manual_seed(0)
+    net = S2GNet(num_points=P, num_subjects=2, audio_dim=8, hidden_size=16, lookahead=lookahead)
+    torch.nn.init.normal_(net.head.weight, std=0.1)  # trained-like head: offsets depend on audio
+    assert net.config()["lookahead"] == lookahead
+    feats, template, emotion, subject = inputs(B=1, T_a=20)
+    t = 3  # motion frame t pairs feature frames 2t and 2t + 1
+    base = net(feats, template, emotion, subject, num_frames=10)
+    far = feats.clone()
+    far[:, 2 * (t + lookahead + 1) :] += 5.0  # audio after what frame t may read
+    near = feats.clone()
+    near[:, 2 * (t + lookahead) + 1] += 5.0  # the last audio frame t reads
+    out_far = net(far, template, emotion, subject, num_frames=10)
+    out_near = net(near, template, emotion, subject, num_frames=10)
+    torch.testing.assert_close(out_far[:, : t + 1], base[:, : t + 1])
+    assert (out_near[:, t] - base[:, t]).abs().max() > 1e-4
+
+
+def test_untrained_with_lookahead_outputs_the_template():
+    feats, template, emotion, subject = inputs()
+    net = S2GNet(num_points=P, num_subjects=2, audio_dim=8, hidden_size=16, lookahead=3)
+    out = net(feats, template, emotion, subject, num_frames=10)
+    assert torch.equal(out, template[:, None].expand(-1, 10, -1, -1))
+    with pytest.raises(ValueError, match="lookahead"):
+        S2GNet(num_points=P, audio_dim=8, lookahead=-1)
 
 
 @pytest.fixture(scope="module")

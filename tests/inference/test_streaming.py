@@ -179,3 +179,20 @@ def test_stream_refuses_what_needs_the_whole_clip(talking_head):
         next(talking_head.stream([torch.zeros(2, 3200)], "happy", render=False))
     with pytest.raises(ValueError, match="lookahead_seconds"):
         StreamConfig(lookahead_seconds=-1.0)
+
+
+def test_streamer_refuses_a_lookahead_shorter_than_s2gnets(talking_head):
+    s2g = talking_head.s2g
+    old = s2g.lookahead
+    try:
+        s2g.lookahead = 3  # 120 ms of audio after each frame
+        vector = talking_head.resolve_emotion("happy").vector
+        with pytest.raises(ValueError, match="lookahead_seconds >= 0.120"):
+            GeometryStreamer(
+                s2g, talking_head.template, vector, 0, StreamConfig(lookahead_seconds=0.1)
+            )
+        GeometryStreamer(
+            s2g, talking_head.template, vector, 0, StreamConfig(lookahead_seconds=0.12)
+        )
+    finally:
+        s2g.lookahead = old
