@@ -41,11 +41,21 @@ RESAMPLE_QUALITY = "HQ"
 
 _BLOCK_FRAMES = 65_536  # frames decoded at a time (about 1.5 s at 44.1 kHz)
 
+FFMPEG_FORMATS = "wav,w64,flac,ogg,mp3,mov,matroska,aac,aiff,caf,au"
+"""FFmpeg demuxers the PyAV fallback may use: single-file audio and audio-in-video containers
+(mov covers mp4/m4a, matroska covers webm). Playlist-like demuxers (concat, hls, ...) open
+other files or URLs named inside the input, so an upload could make the viewer read a local
+file; they are refused."""
+
 AudioSource = str | os.PathLike | BinaryIO
 
 
 class AudioError(ValueError):
     """An audio input that cannot be used: undecodable, empty, silent or non-finite."""
+
+
+class AudioTooLongError(AudioError):
+    """An audio input longer than the caller's limit (decoding stops at the limit)."""
 
 
 def num_motion_frames(
@@ -101,7 +111,10 @@ def _soundfile_blocks(handle: sf.SoundFile) -> Iterator[np.ndarray]:  # [n, C]
 def _pyav_open(source: AudioSource):
     import av
 
-    container = av.open(str(source) if isinstance(source, str | os.PathLike) else source)
+    container = av.open(
+        str(source) if isinstance(source, str | os.PathLike) else source,
+        options={"format_whitelist": FFMPEG_FORMATS, "protocol_whitelist": "file"},
+    )
     if not container.streams.audio:
         container.close()
         raise AudioError(f"{_describe(source)} has no audio stream")
@@ -260,7 +273,9 @@ def iter_audio_chunks(
         raise _silence_error(what, peak)
 
 
-def load_audio(source: AudioSource, target_sr: int = SAMPLE_RATE) -> Tensor:  # [S]
+def load_audio(
+    source: AudioSource, target_sr: int = SAMPLE_RATE, max_seconds: float | None = None
+) -> Tensor:  # [S]
     """Load an audio file as mono float32 samples at ``target_sr`` (16 kHz by default).
 
     Any channel count is mixed down by averaging; any sample rate is resampled with soxr
@@ -270,19 +285,32 @@ def load_audio(source: AudioSource, target_sr: int = SAMPLE_RATE) -> Tensor:  # 
     Args:
         source: A path (str or PathLike) or a readable binary file object.
         target_sr: Output sample rate in Hz.
+        max_seconds: Longest clip accepted; decoding stops as soon as the output passes it,
+            so a small file that decodes to hours (a compressed run of silence) costs no
+            more than the limit. None: no limit.
 
     Returns:
         float32 tensor [S] with values as decoded (normally within [-1, 1]).
 
     Raises:
         FileNotFoundError: ``source`` is a path that does not exist.
+        AudioTooLongError: The clip is longer than ``max_seconds``.
         AudioError: The file cannot be decoded as audio, is empty, contains only silence, or
             has NaN/inf samples.
     """
     _check_target_sr(target_sr)
     what = _describe(source)
+    limit = None if max_seconds is None else float(max_seconds) * target_sr
     rate, blocks = _open_blocks(source)
-    parts = list(_resampled(rate, target_sr, blocks, what))
+    parts, have = [], 0
+    for part in _resampled(rate, target_sr, blocks, what):
+        parts.append(part)
+        have += len(part)
+        if limit is not None and have > limit:
+            blocks.close()  # closes the file or FFmpeg container
+            raise AudioTooLongError(
+                f"{what} is longer than the limit of {max_seconds:g} s; give a shorter clip"
+            )
     if not parts:
         raise _empty_error(what)
     samples = np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -12,6 +12,7 @@ start-up; no value from a request is ever used as a path.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -30,10 +31,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from emotalk3d.audio.load import SAMPLE_RATE, AudioError, load_audio
+from emotalk3d.audio.load import SAMPLE_RATE, AudioError, AudioTooLongError, load_audio
 from emotalk3d.constants import EMOTIONS
 from emotalk3d.viewer.clips import DONE, ClipRequest, ClipStore, QueueFull, bundle_id
 from emotalk3d.viewer.settings import (
+    DECODE_SLOTS,
     DEFAULT_CACHE_MB,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_SECONDS,
@@ -207,6 +209,7 @@ def create_app(
     )
     examples = load_examples(examples_dir, max_seconds)
     max_upload = int(max_upload_mb * 2**20)
+    decode_slots = asyncio.Semaphore(DECODE_SLOTS)  # uploads decoded at once; others wait
     background = [float(x) for x in head.background.tolist()]
     min_samples = max(
         int(getattr(head.s2g.audio_encoder, "min_samples", 1)),
@@ -250,7 +253,7 @@ def create_app(
 
     # ---------------------------------------------------------------- info
     @app.get("/api/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:  # on the event loop: answers while the pool is busy
         return {
             "status": "ok",
             "subject": head.subject,
@@ -319,9 +322,14 @@ def create_app(
             raise ApiError(422, f"unknown example {shown!r}; valid examples: {names}")
         return examples[name].samples
 
+    def _too_long(seconds: str) -> ApiError:
+        return ApiError(422, f"the audio is too long ({seconds}); the limit is {max_seconds:g} s")
+
     def _decode_upload(data: bytes) -> torch.Tensor:
-        try:
-            samples = load_audio(io.BytesIO(data))
+        try:  # stops at the limit: a few kB can decode to hours of silence
+            samples = load_audio(io.BytesIO(data), max_seconds=max_seconds)
+        except AudioTooLongError:
+            raise _too_long(f"over {max_seconds:g} s") from None
         except AudioError as exc:
             if _is_decode_failure(exc):
                 raise ApiError(
@@ -372,7 +380,8 @@ def create_app(
                         )
                     if not data:
                         raise ApiError(400, "the uploaded audio file is empty (0 bytes)")
-                    samples = await run_in_threadpool(_decode_upload, data)
+                    async with decode_slots:  # leave the thread pool to other requests
+                        samples = await run_in_threadpool(_decode_upload, data)
                 else:
                     samples = example
         except ApiError:
@@ -387,10 +396,7 @@ def create_app(
                 f"{min_samples / SAMPLE_RATE * 1000:.0f} ms",
             )
         if n > max_seconds * SAMPLE_RATE:
-            raise ApiError(
-                422,
-                f"the audio is too long ({n / SAMPLE_RATE:.1f} s); the limit is {max_seconds:g} s",
-            )
+            raise _too_long(f"{n / SAMPLE_RATE:.1f} s")
         need = store.clip_bytes(n)
         if need > store.cache_bytes:
             fits = store.cache_bytes / max(need / n, 1e-9) / SAMPLE_RATE

@@ -8,3 +8,5 @@ DEFAULT_CACHE_MB = 512.0
 """MB of finished clips kept before the least recently used are evicted."""
 DEFAULT_MAX_SECONDS = 120.0
 """Longest accepted audio in seconds."""
+DECODE_SLOTS = 2
+"""Uploads decoded at the same time (each stops at the length limit); more wait their turn."""

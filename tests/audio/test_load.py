@@ -14,6 +14,7 @@ import torch
 from emotalk3d.audio import load as load_mod
 from emotalk3d.audio.load import (
     AudioError,
+    AudioTooLongError,
     iter_audio_chunks,
     load_audio,
     num_motion_frames,
@@ -83,6 +84,35 @@ def test_pyav_fallback_decodes_mp3_like_soundfile(tmp_path):
     got = np.concatenate(list(load_mod._pyav_blocks(load_mod._pyav_open(path))))
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 1e-3
+
+
+@pytest.mark.parametrize("as_upload", [True, False])
+def test_playlist_formats_cannot_read_other_files(tmp_path, monkeypatch, as_upload):
+    # FFmpeg's concat demuxer would decode the file it names: an upload must never reach the
+    # filesystem (the viewer decodes uploads with load_audio)
+    sf.write(tmp_path / "secret.wav", _tone(1.0, 16000, channels=1), 16000)
+    script = b"ffconcat version 1.0\nfile secret.wav\n"
+    monkeypatch.chdir(tmp_path)
+    source = io.BytesIO(script)
+    if not as_upload:
+        source = tmp_path / "playlist.txt"
+        source.write_bytes(script)
+    with pytest.raises(AudioError, match="could not decode"):
+        load_audio(source)
+
+
+def test_max_seconds_stops_decoding_at_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "long.flac"
+    sf.write(path, _tone(20.0, 16000, channels=1), 16000)
+    blocks = []
+    real = load_mod._soundfile_blocks
+    monkeypatch.setattr(
+        load_mod, "_soundfile_blocks", lambda h: (blocks.append(len(b)) or b for b in real(h))
+    )
+    with pytest.raises(AudioTooLongError, match=r"long\.flac is longer than the limit of 2 s"):
+        load_audio(path, max_seconds=2.0)
+    assert sum(blocks) < 16000 * 2 + load_mod._BLOCK_FRAMES  # stopped after the limit's block
+    assert load_audio(path, max_seconds=20.0).shape == (320000,)
 
 
 def test_missing_file(tmp_path):

@@ -259,6 +259,25 @@ def test_non_audio_upload_is_415(viewer_client):
     assert_error(response, 415, "decod")
 
 
+def test_playlist_upload_cannot_read_a_server_file(viewer_client):
+    # an ffconcat script naming a file the server can see is not audio: 415, nothing read
+    script = b"ffconcat version 1.0\nfile examples/hello.wav\n"
+    response = viewer_client.post("/api/clips", files={"audio": ("a.wav", script, "audio/wav")})
+    assert_error(response, 415, "decod")
+
+
+def test_compressed_hours_are_refused_while_decoding(viewer_client):
+    # 200 s of near-silence compresses to a few kB of FLAC; decoding stops at the limit
+    buf = io.BytesIO()
+    quiet = np.full(200 * 8000, 0.01, dtype=np.float32)
+    sf.write(buf, quiet, 8000, format="FLAC")
+    assert len(buf.getvalue()) < 50_000
+    response = viewer_client.post(
+        "/api/clips", files={"audio": ("long.flac", buf.getvalue(), "audio/flac")}
+    )
+    assert_error(response, 422, "too long", "limit is 120 s")
+
+
 def test_empty_upload_is_400(viewer_client):
     response = viewer_client.post("/api/clips", files={"audio": ("empty.wav", b"", "audio/wav")})
     assert_error(response, 400, "empty")

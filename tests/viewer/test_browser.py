@@ -78,7 +78,7 @@ def foreground(pixels: np.ndarray, background: np.ndarray) -> np.ndarray:  # [H,
 
 
 def read_canonical(data: bytes) -> dict[str, np.ndarray]:
-    """The "E3DC" layout of docs/viewer_api.md, read independently of the server's code."""
+    """The "E3DC" layout of docs/viewer.md, read independently of the server's code."""
     assert data[:4] == b"E3DC" and len(data) >= 16
     version, n, _ = np.frombuffer(data, "<u4", 3, 4)
     assert version == 1 and len(data) == 16 + n * 44
@@ -91,7 +91,7 @@ def read_canonical(data: bytes) -> dict[str, np.ndarray]:
 
 
 def read_frame(data: bytes, k: int) -> dict[str, np.ndarray]:
-    """Frame `start + k` of an "E3DF" answer (docs/viewer_api.md)."""
+    """Frame `start + k` of an "E3DF" answer (docs/viewer.md)."""
     assert data[:4] == b"E3DF" and len(data) >= 32
     version, n, _start, count = np.frombuffer(data, "<u4", 4, 4)
     mean_bytes = (6 * n + 3) // 4 * 4

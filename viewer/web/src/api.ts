@@ -1,4 +1,4 @@
-// Client of the viewer's HTTP API (docs/viewer_api.md). Errors carry the server's
+// Client of the viewer's HTTP API (docs/viewer.md). Errors carry the server's
 // {"detail": "..."} message so the page can show it as is.
 
 import { type Canonical, decodeCanonical, decodeFrames, type FrameRange } from "./decode";

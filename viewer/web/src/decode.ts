@@ -1,4 +1,4 @@
-// Decoders of the server's binary layouts (docs/viewer_api.md): the canonical Gaussians "E3DC"
+// Decoders of the server's binary layouts (docs/viewer.md): the canonical Gaussians "E3DC"
 // and ranges of per-frame data "E3DF". All little-endian; every array starts 4-byte aligned.
 
 /** A binary answer that does not follow the documented layout. */
