@@ -137,8 +137,12 @@ def _pyav_blocks(container) -> Iterator[np.ndarray]:  # [n, C]
         container.close()
 
 
-def _open_blocks(source: AudioSource) -> tuple[int, Iterator[np.ndarray]]:
-    """Open ``source``; return its sample rate and an iterator of float32 [n, C] blocks."""
+def open_audio_blocks(source: AudioSource) -> tuple[int, Iterator[np.ndarray]]:
+    """Open ``source`` as it is (its own rate and channels, nothing resampled or mixed).
+
+    Returns its sample rate and an iterator of float32 [n, C] blocks; closing the iterator
+    closes the file. Raises as :func:`load_audio` does for a missing or undecodable file.
+    """
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if not path.exists():
@@ -249,7 +253,7 @@ def iter_audio_chunks(
     if chunk <= 0:
         raise ValueError(f"chunk_seconds must give at least one sample, got {chunk_seconds}")
     what = _describe(source)
-    rate, blocks = _open_blocks(source)
+    rate, blocks = open_audio_blocks(source)
     pending: list[np.ndarray] = []
     have = 0
     total = 0
@@ -301,7 +305,7 @@ def load_audio(
     _check_target_sr(target_sr)
     what = _describe(source)
     limit = None if max_seconds is None else float(max_seconds) * target_sr
-    rate, blocks = _open_blocks(source)
+    rate, blocks = open_audio_blocks(source)
     parts, have = [], 0
     for part in _resampled(rate, target_sr, blocks, what):
         parts.append(part)

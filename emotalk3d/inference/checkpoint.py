@@ -44,7 +44,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_BUNDLE = REPO_ROOT / "checkpoints" / "demo"
 
 REGENERATE_HINT = (
-    "build a bundle with `make demo` (the built-in demo, written to checkpoints/demo), or train "
+    "restore the built-in demo with `git checkout checkpoints/demo` or rebuild it from scratch "
+    "with `bash scripts/build_demo.sh` (written to checkpoints/demo), or train "
     "with `lightning fit -c configs/s2g.yaml`, `lightning fit -c configs/emotion.yaml` and "
     "`lightning fit -c configs/subject.yaml`, then export with `emotalk3d bundle --s2g S2G.ckpt "
     "--emotion EMOTION.ckpt --subject SUBJECT.ckpt --out FOLDER`"
@@ -187,6 +188,7 @@ def load_bundle(
     Raises:
         BundleError: see `read_manifest`; also an unknown subject name.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from emotalk3d.audio.emotion import EmotionExtractor
@@ -232,7 +234,10 @@ def load_bundle(
         files = comps["appearance"]["subjects"]
         heads = {n: load_appearance(folder / files[n], map_location="cpu") for n in wanted}
         rig = load_rig_file(folder / comps["rig"]["path"]) if "rig" in comps else None
-    except (OSError, KeyError, RuntimeError) as err:
+    except BundleError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as err:
+        # ValueError and SafetensorError: a truncated or corrupt file
         raise BundleError(
             f"could not load the bundle {folder}: {type(err).__name__}: {err}; {REGENERATE_HINT}"
         ) from err

@@ -64,7 +64,7 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         help="factorise S2GNet's output head to this rank by truncated SVD (smaller files; "
-        "the demo uses 96)",
+        "the demo uses 64)",
     )
     b.add_argument(
         "--storage-dtype",
@@ -147,6 +147,7 @@ class RenderPlan:
     checkpoint: Path = Path()
     subject: str | None = None
     device: str = "cpu"
+    audio_path: Path | None = None  # the input file, muxed into mp4s as it is
 
 
 def _yaw_list(text: str) -> list[float] | str:
@@ -288,6 +289,7 @@ def plan_render(args: argparse.Namespace) -> RenderPlan:
             check_writable(path)
     return RenderPlan(
         audio=audio,
+        audio_path=audio_path,
         duration=duration,
         num_frames=num_frames,
         weights=weights,
@@ -393,7 +395,12 @@ def execute(plan: RenderPlan, args: argparse.Namespace) -> int:
                 if args.out_format == "mp4":
                     writers.append(
                         Mp4Writer(
-                            out, fps, args.resolution, args.resolution, audio.numpy(), SAMPLE_RATE
+                            out,
+                            fps,
+                            args.resolution,
+                            args.resolution,
+                            plan.audio_path or audio.numpy(),  # the input file as it is
+                            SAMPLE_RATE,
                         )
                     )
                 else:
@@ -413,6 +420,9 @@ def execute(plan: RenderPlan, args: argparse.Namespace) -> int:
                     arkit_rows.append(head.arkit_weights(batch.geometry))
                 bar.update(batch.images.shape[0])
         bar.close()
+        for w in writers:  # every output complete before any is moved into place
+            if isinstance(w, Mp4Writer):
+                w.finish()
         done = [w.close() for w in writers]
         writers = []
         if plan.arkit:

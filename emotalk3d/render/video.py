@@ -30,6 +30,7 @@ class StreamInfo:
     width: int | None = None
     height: int | None = None
     sample_rate: int | None = None  # audio only
+    channels: int | None = None  # audio only
 
 
 def _temp_beside(path: Path, suffix: str) -> Path:
@@ -69,17 +70,20 @@ def check_writable(path: str | Path) -> Path:
 class Mp4Writer:
     """Streams RGB frames into an H.264 mp4 and muxes an audio track at close.
 
-    Frames are encoded as they arrive (bounded memory for long clips). The file appears under
-    its final name only after `close()` succeeds; `abort()` (or an exception inside a `with`
-    block) removes the partial file.
+    Frames are encoded as they arrive, and the audio is resampled and encoded block by block
+    at close (bounded memory for long clips). The file appears under its final name only
+    after `close()` succeeds; `abort()` (or an exception inside a `with` block) removes the
+    partial file.
 
     Args:
         path: output .mp4 path.
         fps: frame rate of the video.
         width: frame width in pixels (even, as H.264 4:2:0 requires).
         height: frame height in pixels (even).
-        audio: mono samples to mux, float32 in [-1, 1], or None for a silent video.
-        sample_rate: sample rate of `audio`.
+        audio: the track to mux: an audio file (muxed as it is: its own channels, mono or
+            stereo, more than two mixed to mono, at full bandwidth), mono samples float32 in
+            [-1, 1], or None for a silent video.
+        sample_rate: sample rate of `audio` samples (ignored for a file).
         crf: x264 constant rate factor (lower is better quality; 18-23 is typical).
     """
 
@@ -89,7 +93,7 @@ class Mp4Writer:
         fps: float,
         width: int,
         height: int,
-        audio: np.ndarray | None = None,  # [S] float32
+        audio: np.ndarray | str | os.PathLike | None = None,  # [S] float32, or a file
         sample_rate: int = 16000,
         crf: int = 20,
     ) -> None:
@@ -104,8 +108,20 @@ class Mp4Writer:
             raise ValueError(f"fps must be positive, got {fps}")
         self.path = check_writable(path)
         self.width, self.height = width, height
-        self.audio = None if audio is None else np.asarray(audio, dtype=np.float32).reshape(-1)
+        self.audio = (
+            audio
+            if isinstance(audio, str | os.PathLike) or audio is None
+            else (np.asarray(audio, dtype=np.float32).reshape(-1))
+        )
         self.sample_rate = int(sample_rate)
+        channels = 1
+        if isinstance(self.audio, str | os.PathLike):
+            from emotalk3d.audio.load import open_audio_blocks
+
+            self.sample_rate, blocks = open_audio_blocks(self.audio)
+            first = next(blocks, None)
+            blocks.close()
+            channels = 2 if first is not None and first.shape[1] == 2 else 1
         self.frames_written = 0
         self._tmp = _temp_beside(self.path, ".mp4")
         self._container = av.open(
@@ -117,9 +133,9 @@ class Mp4Writer:
         self._video.pix_fmt = "yuv420p"
         self._video.options = {"crf": str(crf), "preset": "veryfast"}
         self._audio = None
-        if self.audio is not None and self.audio.size:
+        if self.audio is not None and (not isinstance(self.audio, np.ndarray) or self.audio.size):
             self._audio = self._container.add_stream("aac", rate=AAC_SAMPLE_RATE)
-            self._audio.layout = "mono"
+            self._audio.layout = "stereo" if channels == 2 else "mono"
 
     def write(self, frames: np.ndarray) -> None:
         """Encode one frame [H, W, 3] or a batch [T, H, W, 3] (uint8, or float in [0, 1])."""
@@ -140,29 +156,61 @@ class Mp4Writer:
                 self._container.mux(packet)
             self.frames_written += 1
 
+    def _audio_blocks(self) -> Iterable[np.ndarray]:  # [n, C] float32 at self.sample_rate
+        if isinstance(self.audio, np.ndarray):
+            step = 1 << 16
+            return (self.audio[i : i + step, None] for i in range(0, self.audio.size, step))
+        from emotalk3d.audio.load import open_audio_blocks
+
+        _, blocks = open_audio_blocks(self.audio)
+        return blocks
+
     def _encode_audio(self) -> None:
         import av
         import soxr
 
-        samples = self.audio
-        if self.sample_rate != AAC_SAMPLE_RATE:
-            samples = soxr.resample(samples, self.sample_rate, AAC_SAMPLE_RATE, quality="HQ")
-        samples = np.clip(samples, -1.0, 1.0).astype(np.float32)
+        layout = self._audio.layout.name
+        channels = 2 if layout == "stereo" else 1
         frame_size = self._audio.codec_context.frame_size or 1024
-        for start in range(0, samples.size, frame_size):
-            chunk = samples[start : start + frame_size][None]  # [1, n] planar mono
-            af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            af.sample_rate = AAC_SAMPLE_RATE
-            af.pts = start
-            for packet in self._audio.encode(af):
-                self._container.mux(packet)
+        resampler = None
+        if self.sample_rate != AAC_SAMPLE_RATE:
+            resampler = soxr.ResampleStream(
+                self.sample_rate, AAC_SAMPLE_RATE, channels, dtype="float32", quality="HQ"
+            )
+        pending = np.zeros((0, channels), np.float32)  # [n, C] not yet a whole AAC frame
+        pts = 0
+
+        def encode(samples: np.ndarray, last: bool) -> None:  # samples: [n, C]
+            nonlocal pending, pts
+            pending = np.concatenate([pending, samples])
+            whole = len(pending) if last else len(pending) - len(pending) % frame_size
+            for start in range(0, whole, frame_size):
+                chunk = np.clip(pending[start : start + frame_size], -1.0, 1.0)
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(chunk.T), format="fltp", layout=layout
+                )
+                af.sample_rate, af.pts = AAC_SAMPLE_RATE, pts
+                pts += chunk.shape[0]
+                for packet in self._audio.encode(af):
+                    self._container.mux(packet)
+            pending = pending[whole:]
+
+        for block in self._audio_blocks():
+            if block.shape[1] != channels:  # more than two channels: mix to mono
+                block = block.mean(axis=1, keepdims=True, dtype=np.float32)
+            block = np.ascontiguousarray(block, dtype=np.float32)
+            encode(block if resampler is None else resampler.resample_chunk(block), False)
+        tail = np.zeros((0, channels), np.float32)
+        if resampler is not None:
+            tail = resampler.resample_chunk(tail, last=True)
+        encode(tail, True)
         for packet in self._audio.encode(None):
             self._container.mux(packet)
 
-    def close(self) -> Path:
-        """Flush the encoders, mux the audio and move the file into place; returns its path."""
+    def finish(self) -> None:
+        """Flush the encoders and mux the audio into the temporary file (not yet in place)."""
         if self._container is None:
-            return self.path
+            return
         try:
             if self.frames_written == 0:
                 raise ValueError("no frames were written; nothing to encode")
@@ -172,10 +220,15 @@ class Mp4Writer:
                 self._encode_audio()
             self._container.close()
             self._container = None
-            os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise
+
+    def close(self) -> Path:
+        """`finish`, then move the file into place; returns its path."""
+        self.finish()
+        if self._tmp.exists():
+            os.replace(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
@@ -267,6 +320,7 @@ def probe_video(path: str | Path) -> list[StreamInfo]:
                         stream.codec_context.name,
                         duration,
                         sample_rate=stream.codec_context.sample_rate,
+                        channels=stream.codec_context.channels,
                     )
                 )
     return infos

@@ -255,10 +255,17 @@ def test_incompatible_or_incomplete_bundle_errors(tiny_bundle, tmp_path):
     shutil.rmtree(broken / "emotion")
     with pytest.raises(BundleError, match="component 'emotion' needs"):
         read_manifest(broken)
-    with pytest.raises(BundleError, match="make demo"):
+    with pytest.raises(BundleError, match="scripts/build_demo.sh"):
         read_manifest(tmp_path / "nowhere")
     with pytest.raises(BundleError, match="no manifest.json"):
         read_manifest(tmp_path)
+
+    truncated = tmp_path / "truncated"  # a copy cut short: named, never a traceback
+    shutil.copytree(tiny_bundle, truncated)
+    weights = truncated / "s2g" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(BundleError, match=r"could not load the bundle .*truncated.*build_demo"):
+        TalkingHead.from_checkpoints(truncated)
 
 
 def test_export_bundle_from_lightning_checkpoints(tmp_path, speech):

@@ -51,6 +51,27 @@ def test_render_mp4_two_views_with_matching_audio(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
+def test_a_view_failing_at_the_end_leaves_no_view_in_place(
+    tiny_bundle, speech_wav, tmp_path, monkeypatch
+):
+    from emotalk3d.render.video import Mp4Writer
+
+    real = Mp4Writer._encode_audio
+
+    def fail_second_view(self):
+        if "view30" in self.path.name:
+            raise OSError("disk full")
+        real(self)
+
+    monkeypatch.setattr(Mp4Writer, "_encode_audio", fail_second_view)
+    args = ["render", "--audio", str(speech_wav), "--views", "0,30", "--checkpoint",
+            str(tiny_bundle), "--resolution", "32", "--fps", "2", "--backend", "torch",
+            "--out", str(tmp_path / "clip.mp4"), "--no-progress"]  # fmt: skip
+    with pytest.raises(OSError, match="disk full"):
+        main(args)
+    assert _files(tmp_path) == set()  # neither view, no temporary file
+
+
 def test_render_png_and_ply_formats(tiny_bundle, speech_wav, speech, tmp_path):
     common = ["render", "--audio", str(speech_wav), "--checkpoint", str(tiny_bundle),
               "--resolution", "32", "--fps", "2", "--backend", "torch",
@@ -105,7 +126,7 @@ def bad_inputs(tmp_path, speech_wav):
         ("view", "argument --view: invalid float value: 'left'"),
         ("views", "'left' is not a number"),
         ("unwritable", "cannot create the output folder"),
-        ("checkpoint", "make demo"),
+        ("checkpoint", "scripts/build_demo.sh"),
         ("odd", "must be even for mp4"),
         ("subject", "unknown --subject 'bob'"),
     ],

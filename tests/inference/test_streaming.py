@@ -94,7 +94,10 @@ def test_stream_matches_offline_within_the_stated_tolerance(talking_head, clips)
 
 def test_demo_bundle_stream_matches_offline(clips):
     if not (Path(DEMO_BUNDLE) / "manifest.json").is_file():
-        pytest.skip(f"the demo bundle {DEMO_BUNDLE} is not there (make demo builds it)")
+        pytest.skip(
+            f"the demo bundle {DEMO_BUNDLE} is not there (it is committed; "
+            "bash scripts/build_demo.sh rebuilds it)"
+        )
     head = TalkingHead.from_checkpoints(DEMO_BUNDLE, backend="torch")
     mean, worst, motion, motion_max = errors_and_motion(head, clips)
     assert motion_max > 0, "the demo's offline geometry does not move: nothing to compare"

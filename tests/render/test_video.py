@@ -28,6 +28,40 @@ def test_mp4_has_video_and_audio_with_matching_durations(tmp_path):
     assert abs(streams["audio"].duration_s - duration) < 1.0 / fps
 
 
+def _decode_audio(path) -> np.ndarray:  # [C, S] float32 of the mp4's audio track
+    import av
+
+    with av.open(str(path)) as container:
+        parts = [f.to_ndarray() for f in container.decode(audio=0)]
+    return np.concatenate(parts, axis=1)
+
+
+def test_an_audio_file_is_muxed_as_it_is_stereo_at_full_bandwidth(tmp_path):
+    import soundfile as sf
+
+    sr, duration, fps = 44100, 1.0, 25
+    t = np.arange(int(duration * sr)) / sr
+    left, right = 0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 11000 * t)
+    wav = tmp_path / "stereo.wav"
+    sf.write(wav, np.stack([left, right], 1).astype(np.float32), sr)
+    writer = Mp4Writer(tmp_path / "clip.mp4", fps, 48, 32, wav)
+    writer.write(_frames(fps))
+    out = writer.close()
+    audio = next(s for s in probe_video(out) if s.kind == "audio")
+    assert (audio.channels, audio.sample_rate) == (2, 48000)
+    assert abs(audio.duration_s - duration) < 1.0 / fps
+    decoded = _decode_audio(out)  # [2, S] at 48 kHz
+    mid = decoded[:, 4800:-4800]
+
+    def peak_hz(x: np.ndarray) -> float:
+        spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+        return float(np.fft.rfftfreq(x.size, 1 / 48000)[spec.argmax()])
+
+    # each channel keeps its own tone, and 11 kHz survives (a 16 kHz copy would cut it at 8)
+    assert abs(peak_hz(mid[0]) - 440) < 5 and abs(peak_hz(mid[1]) - 11000) < 5
+    assert 0.2 < np.abs(mid[1]).max() < 0.4
+
+
 def test_odd_size_is_rejected_with_the_fix(tmp_path):
     with pytest.raises(ValueError, match="even"):
         Mp4Writer(tmp_path / "x.mp4", 25, 33, 32)
