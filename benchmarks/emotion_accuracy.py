@@ -57,7 +57,12 @@ def score(
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", required=True, help="dataset folder (dataset format)")
-    ap.add_argument("--checkpoint", required=True, help="EmotionModule .ckpt")
+    ap.add_argument(
+        "--checkpoint",
+        required=True,
+        help="EmotionModule .ckpt, or an inference bundle folder (its extractor, e.g. "
+        "checkpoints/demo)",
+    )
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="first 2 clips only (for tests)")
@@ -68,21 +73,36 @@ def main(argv: list[str] | None = None) -> dict:
         return evaluate(args)
 
 
-def evaluate(args: argparse.Namespace) -> dict:
-    """Run the evaluation `main` describes; prints the table and the RESULT line."""
+def load_extractor(path: str) -> tuple[torch.nn.Module, dict]:
+    """The `EmotionExtractor` of an EmotionModule checkpoint or of a bundle folder, in eval
+    mode, and what is known of its training ({"steps", "seconds"}; None in a bundle)."""
     from emotalk3d.training.emotion_module import EmotionModule
 
-    if not Path(args.checkpoint).is_file():
+    if Path(path).is_dir():
+        from emotalk3d.audio.emotion import EmotionExtractor
+        from emotalk3d.inference.checkpoint import read_manifest
+
+        manifest = read_manifest(path)  # BundleError names what is wrong
+        sub = manifest["components"]["emotion"]["path"]
+        extractor = EmotionExtractor(pretrained=str(Path(path) / sub)).eval()
+        return extractor, {"steps": None, "seconds": None}
+    if not Path(path).is_file():
         raise SystemExit(
-            f"{args.checkpoint} does not exist; train one with "
-            "`lightning fit -c configs/emotion.yaml` (runs/emotion-v2/checkpoints/last.ckpt)"
+            f"{path} does not exist; train one with `lightning fit -c configs/emotion.yaml` "
+            "(runs/emotion/checkpoints/last.ckpt) or give a bundle folder such as "
+            "checkpoints/demo"
         )
-    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    ck = torch.load(path, map_location="cpu", weights_only=False)
     # Checkpoints from before prosody version 2 carry no version: they are version 1.
     version = ck.get("hyper_parameters", {}).get("prosody_version", 1)
-    module = EmotionModule.load_from_checkpoint(
-        args.checkpoint, map_location="cpu", prosody_version=version
-    ).eval()
+    module = EmotionModule.load_from_checkpoint(path, map_location="cpu", prosody_version=version)
+    trained = {"steps": int(ck.get("global_step", 0)), "seconds": ck.get("train_seconds")}
+    return module.extractor.eval(), trained
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run the evaluation `main` describes; prints the table and the RESULT line."""
+    extractor, trained = load_extractor(args.checkpoint)
     clips = EmotionDataModule(args.data, max_seconds=None).clips(args.split)
     if args.quick:
         clips = clips[:2]
@@ -93,13 +113,13 @@ def evaluate(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     for i in range(0, len(clips), args.batch_size):
         b = collate_clips(clips[i : i + args.batch_size])
-        out = module(b["audio"], b["audio_lengths"])
+        out = extractor(b["audio"], b["audio_lengths"])
         rows["full"].append(out.logits.argmax(dim=-1))
         rows["intensity"].append(out.intensity.clamp(0, 1))
         labels.append(b["label"])
         target_intensity.append(b["intensity"])
-        if module.extractor.prosody:
-            alone = module.extractor(b["audio"], b["audio_lengths"], use_backbone=False)
+        if extractor.prosody:
+            alone = extractor(b["audio"], b["audio_lengths"], use_backbone=False)
             rows["prosody_only"].append(alone.logits.argmax(dim=-1))
     seconds = time.perf_counter() - t0
     labels_t, target_t = torch.cat(labels), torch.cat(target_intensity)
@@ -114,7 +134,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         f"Emotion extractor on {len(clips)} {args.split} clips ({audio_seconds:.1f} s) "
         f"of {args.data}"
     )
-    print(f"checkpoint: {args.checkpoint} (step {int(ck.get('global_step', 0))})")
+    steps = "a bundle" if trained["steps"] is None else f"step {trained['steps']}"
+    print(f"checkpoint: {args.checkpoint} ({steps})")
     print(f"machine: {machine()}")
     print(
         f"accuracy {100 * full['accuracy']:.1f}% ({full['correct']}/{len(clips)}, 8-way), "
@@ -139,8 +160,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         "emotion_intensity_mae": full["intensity_mae"],
         "emotion_confusion": full["confusion"],
         "prosody_only_accuracy": None if alone is None else alone["accuracy"],
-        "emotion_train_steps": int(ck.get("global_step", 0)),
-        "emotion_train_seconds": ck.get("train_seconds"),
+        "emotion_train_steps": trained["steps"],
+        "emotion_train_seconds": trained["seconds"],
         "inference_realtime_factor": seconds / max(audio_seconds, 1e-9),
         "machine": machine(),
         "threads": torch.get_num_threads(),

@@ -61,3 +61,22 @@ def test_quick_run_on_a_tiny_checkpoint(bench, tiny_dataset, tmp_path, monkeypat
     assert 0.0 <= result["prosody_only_accuracy"] <= 1.0
     with pytest.raises(SystemExit, match="lightning fit -c configs/emotion.yaml"):
         bench.main(["--data", str(tiny_dataset), "--checkpoint", str(tmp_path / "missing.ckpt")])
+
+
+def test_quick_run_on_a_bundle_scores_its_extractor(bench, tiny_dataset, capsys):
+    from emotalk3d.inference.checkpoint import DEMO_BUNDLE, load_bundle
+
+    if not (DEMO_BUNDLE / "manifest.json").is_file():
+        pytest.skip(f"the demo bundle {DEMO_BUNDLE} is not there (it is committed)")
+    result = bench.main(["--data", str(tiny_dataset), "--checkpoint", str(DEMO_BUNDLE), "--quick"])
+    assert "(a bundle)" in capsys.readouterr().out
+    assert result["clips"] == 2 and result["emotion_train_steps"] is None
+    # the bundle's own extractor, as TalkingHead loads it, gives the same decisions
+    from emotalk3d.data.speech_data import EmotionDataModule, collate_clips
+
+    clips = EmotionDataModule(str(tiny_dataset), max_seconds=None).clips("test")[:2]
+    batch = collate_clips(clips)
+    with torch.no_grad():
+        out = load_bundle(DEMO_BUNDLE).extractor(batch["audio"], batch["audio_lengths"])
+    want = int((out.logits.argmax(-1) == batch["label"]).sum())
+    assert result["emotion_correct"] == want
