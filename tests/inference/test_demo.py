@@ -49,6 +49,12 @@ def _frame_energy(audio: np.ndarray, num_frames: int, fps: int) -> np.ndarray:  
     )
 
 
+def _lagged_corr(a: np.ndarray, b: np.ndarray, lag: int) -> float:  # a, b: [T]
+    """Correlation of a[t] with b[t - lag] over the frames where both exist."""
+    n = len(a) - abs(lag)
+    return float(np.corrcoef(a[max(lag, 0) :][:n], b[max(-lag, 0) :][:n])[0, 1])
+
+
 @pytest.mark.parametrize("clip", EXAMPLES, ids=lambda p: p.stem)
 def test_lip_opening_follows_speech_energy(demo, clip):
     from emotalk3d.audio.load import load_audio
@@ -61,6 +67,12 @@ def test_lip_opening_follows_speech_energy(demo, clip):
     r = np.corrcoef(opening.numpy(), energy)[0, 1]
     assert r > 0.3, f"mouth opening vs energy correlation {r:.2f} on {clip.name}"
     assert float(opening.max() - opening.min()) > 3.0  # mm: the jaw really moves
+    # In sync: the correlation peaks where it does in the training data, the mouth opening
+    # one frame after the energy (ground-truth meshes: lag +1, or 0 on some sentences). An
+    # audio/video offset of two frames or more moves the peak out of [0, 2].
+    lags = list(range(-4, 5))
+    best = lags[int(np.argmax([_lagged_corr(opening.numpy(), energy, k) for k in lags]))]
+    assert 0 <= best <= 2, f"opening vs energy peaks at lag {best} frames on {clip.name}"
 
 
 def test_happy_raises_and_sad_lowers_the_mouth_corners(demo):
