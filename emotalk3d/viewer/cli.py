@@ -87,18 +87,29 @@ def run_viewer(args: argparse.Namespace) -> int:
 
     from emotalk3d.viewer.server import create_app, web_dist
 
-    app = create_app(
-        args.checkpoint,
-        max_queue=args.max_queue,
-        cache_mb=args.cache_mb,
-        max_upload_mb=args.max_upload_mb,
-        max_seconds=args.max_seconds,
-        torch_threads=args.threads,
-        server_render=args.server_render,
-    )
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    try:  # before the model loads: a taken port is known at once
+        sock.bind((args.host, args.port))
+    except OSError as err:
+        sock.close()
+        raise ValueError(
+            f"cannot listen on {args.host}:{args.port}: {err.strerror}; is another viewer "
+            "running? Choose another --port (0 picks a free one) or --host"
+        ) from None
+    try:
+        app = create_app(
+            args.checkpoint,
+            max_queue=args.max_queue,
+            cache_mb=args.cache_mb,
+            max_upload_mb=args.max_upload_mb,
+            max_seconds=args.max_seconds,
+            torch_threads=args.threads,
+            server_render=args.server_render,
+        )
+    except BaseException:
+        sock.close()
+        raise
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"emotalk3d viewer: http://{shown}:{port}/", flush=True)

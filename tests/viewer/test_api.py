@@ -493,8 +493,24 @@ def test_cli_refuses_server_render_without_cuda(capsys):
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here, so --server-render would start a server")
-    assert main(["viewer", "--server-render"]) == 2
+    assert main(["viewer", "--server-render", "--port", "0"]) == 2
     assert "--server-render needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_cli_names_a_port_in_use_before_loading_the_model(capsys):
+    import socket
+
+    from emotalk3d.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # a bundle that does not exist: the port is checked first, so that error never comes
+        code = main(["viewer", "--port", str(port), "--checkpoint", "/nonexistent/bundle"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert "Traceback" not in err and "bundle" not in err
 
 
 def test_cli_refuses_bad_ports(capsys):
