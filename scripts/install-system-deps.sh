@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages emotalk3d needs and that are missing: espeak-ng (speech for the
 # synthetic data and the examples), chromium (the viewer's browser tests drive /usr/bin/chromium
-# headless through Playwright; no browser is downloaded) and Node.js with npm (the viewer's web
+# headless through Playwright; no browser is downloaded), firefox-esr with Mesa's software
+# OpenGL/EGL (the Firefox test drives /usr/bin/firefox-esr through puppeteer-core) and Node.js
+# with npm (the viewer's web
 # client is built by `make web`; only installed when `node`/`npm` are absent, so a newer Node.js
 # already on the machine is kept). Idempotent; uses sudo when not root.
 set -euo pipefail
@@ -10,6 +12,10 @@ need=()
 ldconfig -p 2>/dev/null | grep -q 'libespeak-ng\.so' || need+=(libespeak-ng1 espeak-ng-data)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)
+for pkg in libgl1-mesa-dri libegl-mesa0; do  # software WebGL2 for headless Firefox
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 

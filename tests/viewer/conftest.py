@@ -9,6 +9,7 @@ and offer the repository's examples/ clips.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # splatref: the browser tests' shared helpers
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
