@@ -180,6 +180,33 @@ def time_repeats(
     }
 
 
+def load_emotion_extractor(path: str) -> tuple[torch.nn.Module, dict]:
+    """The `EmotionExtractor` of an EmotionModule checkpoint or of a bundle folder, in eval
+    mode, and what is known of its training ({"steps", "seconds"}; None in a bundle)."""
+    if Path(path).is_dir():
+        from emotalk3d.audio.emotion import EmotionExtractor
+        from emotalk3d.inference.checkpoint import read_manifest
+
+        manifest = read_manifest(path)  # BundleError names what is wrong
+        sub = manifest["components"]["emotion"]["path"]
+        extractor = EmotionExtractor(pretrained=str(Path(path) / sub)).eval()
+        return extractor, {"steps": None, "seconds": None}
+    if not Path(path).is_file():
+        raise SystemExit(
+            f"{path} does not exist; train one with `lightning fit -c configs/emotion.yaml` "
+            "(runs/emotion/checkpoints/last.ckpt) or give a bundle folder such as "
+            "checkpoints/demo"
+        )
+    from emotalk3d.training.emotion_module import EmotionModule
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    # Checkpoints from before prosody version 2 carry no version: they are version 1.
+    version = ck.get("hyper_parameters", {}).get("prosody_version", 1)
+    module = EmotionModule.load_from_checkpoint(path, map_location="cpu", prosody_version=version)
+    trained = {"steps": int(ck.get("global_step", 0)), "seconds": ck.get("train_seconds")}
+    return module.extractor.eval(), trained
+
+
 def machine() -> dict[str, object]:
     """CPU model and cores, GPU, library versions and load: what a figure was measured on."""
     cpu = platform.processor() or platform.machine()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import load_emotion_extractor, machine_line  # noqa: E402
 
 from emotalk3d.constants import EMOTIONS
 from emotalk3d.data.speech_data import EmotionDataModule, collate_clips
@@ -73,36 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
         return evaluate(args)
 
 
-def load_extractor(path: str) -> tuple[torch.nn.Module, dict]:
-    """The `EmotionExtractor` of an EmotionModule checkpoint or of a bundle folder, in eval
-    mode, and what is known of its training ({"steps", "seconds"}; None in a bundle)."""
-    from emotalk3d.training.emotion_module import EmotionModule
-
-    if Path(path).is_dir():
-        from emotalk3d.audio.emotion import EmotionExtractor
-        from emotalk3d.inference.checkpoint import read_manifest
-
-        manifest = read_manifest(path)  # BundleError names what is wrong
-        sub = manifest["components"]["emotion"]["path"]
-        extractor = EmotionExtractor(pretrained=str(Path(path) / sub)).eval()
-        return extractor, {"steps": None, "seconds": None}
-    if not Path(path).is_file():
-        raise SystemExit(
-            f"{path} does not exist; train one with `lightning fit -c configs/emotion.yaml` "
-            "(runs/emotion/checkpoints/last.ckpt) or give a bundle folder such as "
-            "checkpoints/demo"
-        )
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    # Checkpoints from before prosody version 2 carry no version: they are version 1.
-    version = ck.get("hyper_parameters", {}).get("prosody_version", 1)
-    module = EmotionModule.load_from_checkpoint(path, map_location="cpu", prosody_version=version)
-    trained = {"steps": int(ck.get("global_step", 0)), "seconds": ck.get("train_seconds")}
-    return module.extractor.eval(), trained
-
-
 def evaluate(args: argparse.Namespace) -> dict:
     """Run the evaluation `main` describes; prints the table and the RESULT line."""
-    extractor, trained = load_extractor(args.checkpoint)
+    extractor, trained = load_emotion_extractor(args.checkpoint)
     clips = EmotionDataModule(args.data, max_seconds=None).clips(args.split)
     if args.quick:
         clips = clips[:2]

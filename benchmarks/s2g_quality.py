@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402
+from _common import load_emotion_extractor, machine_line  # noqa: E402
 
 from emotalk3d.constants import EMOTIONS, emotion_vector
 from emotalk3d.data.speech_data import S2GDataModule, collate_clips
@@ -91,7 +91,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", required=True, help="dataset folder (dataset format)")
     ap.add_argument("--checkpoint", required=True, help="S2GModule .ckpt")
-    ap.add_argument("--emotion-checkpoint", default=None, help="EmotionModule .ckpt")
+    ap.add_argument(
+        "--emotion-checkpoint",
+        default=None,
+        help="EmotionModule .ckpt, or a bundle folder (its extractor, e.g. checkpoints/demo)",
+    )
     ap.add_argument("--ablation-checkpoint", default=None, help="S2GModule .ckpt, use_emotion off")
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--batch-size", type=int, default=8)
@@ -146,11 +150,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     emotion = None
     if args.emotion_checkpoint:
-        from emotalk3d.training.emotion_module import EmotionModule
-
-        extractor = EmotionModule.load_from_checkpoint(
-            args.emotion_checkpoint, map_location="cpu"
-        ).eval()
+        extractor, trained = load_emotion_extractor(args.emotion_checkpoint)
         correct, total, abs_err = 0, 0, 0.0
         per_class = torch.zeros(len(EMOTIONS), 2)
         pools["s2g_auto_emotion"] = FramePool()
@@ -164,7 +164,6 @@ def evaluate(args: argparse.Namespace) -> dict:
                 per_class[k] += torch.tensor([float(h), 1.0])
             auto = dict(b, emotion=vecs)
             pools["s2g_auto_emotion"].add(model.predict_batch(auto), auto)
-        ck = torch.load(args.emotion_checkpoint, map_location="cpu", weights_only=False)
         emotion = {
             "accuracy": correct / total,
             "intensity_mae": abs_err / total,
@@ -173,8 +172,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                 for k in range(len(EMOTIONS))
                 if per_class[k, 1] > 0
             },
-            "global_step": int(ck.get("global_step", 0)),
-            "train_seconds": ck.get("train_seconds"),
+            "global_step": trained["steps"],
+            "train_seconds": trained["seconds"],
         }
 
     rows = {name: pool.result() for name, pool in pools.items()}

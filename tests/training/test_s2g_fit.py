@@ -137,6 +137,16 @@ def test_quality_benchmark_quick(tiny_dataset, tmp_path, monkeypatch, capsys):
     assert result["clips"] == 2
     assert torch.is_grad_enabled()  # the benchmark leaves global autograd state alone
 
+    # the emotion rows from a bundle's extractor (the committed demo's)
+    from emotalk3d.inference.checkpoint import DEMO_BUNDLE
+
+    args = ["--data", str(tiny_dataset), "--checkpoint", str(ckpt), "--quick"]
+    with_emotion = bench.main([*args, "--emotion-checkpoint", str(DEMO_BUNDLE)])
+    out = capsys.readouterr().out
+    assert "s2g_auto_emotion" in out and "emotion extractor: accuracy" in out
+    assert with_emotion["emotion_accuracy"] in (0.0, 0.5, 1.0)  # 2 clips
+    assert with_emotion["lve_mm"] == result["lve_mm"]
+
 
 def test_lr_schedule_warmup_then_cosine():
     from emotalk3d.training.s2g_module import run_progress, warmup_cosine
