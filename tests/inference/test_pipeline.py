@@ -280,8 +280,12 @@ def test_export_bundle_from_lightning_checkpoints(tmp_path, speech):
     rig = load_rig("builtin", "tiny")
     P = rig.num_vertices
     s2g = S2GModule(num_points=P, subject_names=["ann"], hubert_size="tiny", hidden_size=16,
-                    emotion_embed_dim=4, subject_embed_dim=4)  # fmt: skip
+                    emotion_embed_dim=4, subject_embed_dim=4, hubert_layer="weighted",
+                    lookahead=2)  # fmt: skip
     s2g.subject_templates.copy_(torch.from_numpy(rig.neutral)[None])
+    with torch.no_grad():  # a trained-like head and layer mix: the geometry follows the audio
+        torch.nn.init.normal_(s2g.net.head.weight, std=0.05)
+        s2g.net.audio_encoder.layer_weights.copy_(torch.tensor([2.0, -1.0, 0.5]))
     emo = EmotionModule(size="tiny", head_dim=8)
     subj = SubjectModule(num_otf=50, g2anet_hidden=8, background=[0.0, 0.0, 0.0])
     subj._build_head(rig.neutral, rig.faces, rig.uvs)
@@ -302,8 +306,11 @@ def test_export_bundle_from_lightning_checkpoints(tmp_path, speech):
     assert head.subjects == ["ann"] and head.style_id == 0
     assert head.render_settings["background"] == [0.0, 0.0, 0.0]
     assert torch.equal(head.head.canonical.otf["means"], subj.head.canonical.otf["means"])
+    s2g.eval()  # HuBERT's dropout off, as in the bundle
     with torch.no_grad():
         wav = torch.from_numpy(speech)[None]
         e = head.resolve_emotion("angry").vector[None]
         ref = s2g.net(wav, s2g.subject_templates, e, torch.tensor([0]))[0]
-    assert torch.allclose(head.geometry(speech, "angry", 16000), ref, atol=1e-5)
+    assert head.s2g.lookahead == 2 and head.s2g.audio_encoder.layer == "weighted"
+    assert (ref - s2g.subject_templates[0]).abs().max() > 0.1  # it moves
+    assert torch.allclose(head.geometry(speech, "angry", 16000), ref, atol=1e-4)
