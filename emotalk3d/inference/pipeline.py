@@ -770,9 +770,7 @@ class TalkingHead:
         if render and not isinstance(cameras, Cameras):
             cameras = self.cameras(cameras, resolution)
         config = StreamConfig(lookahead_seconds, context_seconds, crossfade_frames)
-        streamer = GeometryStreamer(
-            self.s2g, self.template, choice.vector, self.style_id, config, self.device
-        )
+        streamer = self.streamer(choice, config)
         start = 0
         for pts in stream_geometry(streamer, chunks):
             for b0 in range(0, pts.shape[0], max(1, int(batch_size))):
@@ -784,6 +782,20 @@ class TalkingHead:
                     u8 = (images * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
                 yield FrameBatch(start=start, images=u8, geometry=part)
                 start += part.shape[0]
+
+    def streamer(
+        self, choice: EmotionChoice, config: StreamConfig | None = None
+    ) -> GeometryStreamer:
+        """A `GeometryStreamer` of this head's S2GNet, subject and `choice`'s emotion (what
+        `stream` drives; a server fed by a websocket pushes chunks into it itself).
+
+        Args:
+            choice: The resolved emotion (`resolve_emotion`; not `auto`).
+            config: Look-ahead, context and cross-fade (default `StreamConfig()`).
+        """
+        return GeometryStreamer(
+            self.s2g, self.template, choice.vector, self.style_id, config, self.device
+        )
 
     # -------------------------------------------------------------------- exports
     def arkit_weights(self, points: Tensor) -> np.ndarray:  # points: [T, P, 3] -> [T, 52]

@@ -7,10 +7,14 @@ import sys
 
 from emotalk3d.viewer.settings import (
     DEFAULT_CACHE_MB,
+    DEFAULT_MAX_LIVE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_UPLOAD_MB,
 )
+
+WS_MAX_MESSAGE_BYTES = 1 << 20
+"""Largest websocket message uvicorn accepts (the live mode's chunks are far smaller)."""
 
 
 def register(subparsers) -> None:
@@ -58,6 +62,13 @@ def register(subparsers) -> None:
         "--threads", type=int, default=1, help="torch CPU threads for generation (default 1)"
     )
     p.add_argument(
+        "--max-live",
+        type=int,
+        default=DEFAULT_MAX_LIVE,
+        help=f"live-mode (microphone) sessions at a time; 0 turns the live mode off (default "
+        f"{DEFAULT_MAX_LIVE})",
+    )
+    p.add_argument(
         "--server-render",
         action="store_true",
         help="also serve server-rendered JPEG frames over a websocket (needs CUDA)",
@@ -81,6 +92,8 @@ def run_viewer(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-queue must be at least 1, got {args.max_queue}")
     if args.cache_mb < 0:
         raise ValueError(f"--cache-mb must be >= 0, got {args.cache_mb}")
+    if args.max_live < 0:
+        raise ValueError(f"--max-live must be >= 0, got {args.max_live}")
     import socket
 
     import uvicorn
@@ -106,6 +119,7 @@ def run_viewer(args: argparse.Namespace) -> int:
             max_seconds=args.max_seconds,
             torch_threads=args.threads,
             server_render=args.server_render,
+            max_live=args.max_live,
         )
     except BaseException:
         sock.close()
@@ -125,7 +139,11 @@ def run_viewer(args: argparse.Namespace) -> int:
             "has no authentication",
             file=sys.stderr,
         )
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)
+    # websocket messages over 1 MiB are refused by uvicorn itself (close 1009); the live
+    # mode's chunks are at most 1 s of float32 (768 kB at 192 kHz)
+    config = uvicorn.Config(
+        app, log_level="info", timeout_graceful_shutdown=5, ws_max_size=WS_MAX_MESSAGE_BYTES
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
@@ -42,6 +43,9 @@ from emotalk3d.viewer.encode import (
     frame_stride,
     frames_header,
 )
+
+if TYPE_CHECKING:
+    from emotalk3d.inference.pipeline import EmotionChoice
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +189,19 @@ class ClipStore:
         g = self.head.gaussians(self.head.template[None], "neutral")  # the neutral pose
         return encode_canonical(activate_for_viewer(g, self._viewmat))
 
+    @torch.no_grad()
+    def encode_points(self, points: Tensor, choice: EmotionChoice) -> bytes:  # [b, P, 3]
+        """The b frame records ("E3DF" layout, no header) of face points: the pipeline's
+        per-frame Gaussians (`TalkingHead.gaussians`: appearance network, completion, blend)
+        activated for the frontal camera and encoded. Clips and the live mode both use it.
+
+        Args:
+            points: Face points of b frames (mm).
+            choice: The `EmotionChoice` the Gaussians are conditioned on.
+        """
+        g = self.head.gaussians(points, choice)
+        return encode_frame_records(activate_for_viewer(g, self._viewmat))
+
     def submit(self, request: ClipRequest) -> tuple[Clip, bool]:
         """Queue a clip; return it and whether it was already known (cached or pending).
 
@@ -323,9 +340,7 @@ class ClipStore:
                 raise RuntimeError(
                     f"the pipeline gave more than the {clip.num_frames} frames expected"
                 )
-            g = head.gaussians(pts, choice)
-            chunk = encode_frame_records(activate_for_viewer(g, self._viewmat))
-            records[done * stride : (done + b) * stride] = chunk
+            records[done * stride : (done + b) * stride] = self.encode_points(pts, choice)
             done += b
             clip.progress = GEOMETRY_SHARE + (1.0 - GEOMETRY_SHARE) * min(done / total, 1.0)
         if done != clip.num_frames:

@@ -34,9 +34,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from emotalk3d.audio.load import SAMPLE_RATE, AudioError, AudioTooLongError, load_audio
 from emotalk3d.constants import EMOTIONS
 from emotalk3d.viewer.clips import DONE, ClipRequest, ClipStore, QueueFull, bundle_id
+from emotalk3d.viewer.live import add_live_socket, foreign_origin
 from emotalk3d.viewer.settings import (
     DECODE_SLOTS,
     DEFAULT_CACHE_MB,
+    DEFAULT_MAX_LIVE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_UPLOAD_MB,
@@ -165,6 +167,7 @@ def create_app(
     device: str = "cpu",
     server_render: bool = False,
     render_device: str | None = None,
+    max_live: int = DEFAULT_MAX_LIVE,
 ) -> FastAPI:
     """Build the viewer app.
 
@@ -181,6 +184,7 @@ def create_app(
         server_render: Also serve JPEG frames over a websocket (CUDA; see render_ws.py).
         render_device: Device of the server renderer (default "cuda"; "cpu" renders slowly
             with the torch backend, for tests).
+        max_live: Live-mode sessions (`WS /api/live`) at a time; more are refused (0: off).
 
     Raises:
         BundleError: the bundle is missing or broken (the message says how to build it).
@@ -192,6 +196,8 @@ def create_app(
         torch.set_num_threads(int(torch_threads))
     if max_upload_mb <= 0 or max_seconds <= 0:
         raise ValueError("max_upload_mb and max_seconds must be positive")
+    if max_live < 0:
+        raise ValueError(f"max_live must be >= 0, got {max_live}")
     render_device = render_device or "cuda"
     if server_render and torch.device(render_device).type == "cuda":
         if not torch.cuda.is_available():
@@ -231,6 +237,8 @@ def create_app(
     app.state.store = store
     app.state.examples = examples
     app.state.head = head
+    live = add_live_socket(app, store, max_seconds, max_live)
+    app.state.live = live
 
     # ---------------------------------------------------------------- errors
     @app.exception_handler(ApiError)
@@ -261,6 +269,7 @@ def create_app(
             "queue": store.queue_length,
             "max_queue": store.max_queue,
             "clips": store.num_clips,
+            "live": live["active"],
         }
 
     @app.get("/api/config")
@@ -272,6 +281,7 @@ def create_app(
             "max_upload_mb": max_upload / 2**20,
             "background": background,
             "server_render": bool(server_render),
+            "live": max_live > 0,
         }
 
     @app.get("/api/canonical.bin")
@@ -497,6 +507,10 @@ def _add_render_socket(app: FastAPI, store: ClipStore, head: Any, device: str, i
     @app.websocket("/api/clips/{clip_id}/render.ws")
     async def render_socket(socket: WebSocket, clip_id: str) -> None:
         await socket.accept()
+        if (refusal := foreign_origin(socket)) is not None:
+            await socket.send_json({"detail": refusal.detail})
+            await socket.close(code=refusal.code)
+            return
         clip = store.get(clip_id) if ids.match(clip_id) else None
         if clip is None or clip.status != DONE:
             reason = "unknown clip" if clip is None else f"clip is {clip.status}, not done"

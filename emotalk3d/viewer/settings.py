@@ -10,3 +10,5 @@ DEFAULT_MAX_SECONDS = 120.0
 """Longest accepted audio in seconds."""
 DECODE_SLOTS = 2
 """Uploads decoded at the same time (each stops at the length limit); more wait their turn."""
+DEFAULT_MAX_LIVE = 1
+"""Live-mode sessions (microphone streams) at the same time; more are refused (0: off)."""

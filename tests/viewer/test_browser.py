@@ -2,8 +2,9 @@
 software WebGL (SwiftShader) against a live server, through the page's own controls, and reads
 the page's test hooks (`window.__viewer`, docs/viewer_client.md) and screenshots of the canvas.
 
-One page is shared by the module's tests, in order: load, generate, seek, orbit, play. Kept small
-(480x400 viewport, the shortest bundled example) so the file runs in well under 90 s on 2 cores.
+One page is shared by the module's tests, in order: load, generate, seek, orbit, play, upload,
+live. Kept small (480x400 viewport, the shortest bundled example) so the file runs in well under
+90 s on 2 cores. Chromium's fake microphone plays the shortest example (looped) for the live mode.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ sync_api = pytest.importorskip(
 )
 
 REPO = Path(__file__).resolve().parents[2]
+# the live mode's microphone: Chromium's fake capture device playing the shortest example, looped
+FAKE_MIC = min(
+    (REPO / "examples").glob("*.wav"), key=lambda p: p.stat().st_size, default=REPO / "examples"
+)
 CHROMIUM_ARGS = [
     "--enable-unsafe-swiftshader",
     "--autoplay-policy=no-user-gesture-required",
@@ -43,6 +48,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    f"--use-file-for-fake-audio-capture={FAKE_MIC}",
 ]
 VIEWPORT = {"width": 480, "height": 400}
 TIMEOUT_MS = 30_000
@@ -407,3 +415,71 @@ def test_upload_generates_and_bad_uploads_show_the_servers_message(page, clip, c
     assert page.evaluate("__viewer.lastError") is None
     assert page.evaluate("__viewer.numFrames()") == n
     assert page.inner_text("#frame-counter") == f"frame 0 / {n}"
+
+
+LIVE_FRAMES = 10  # live frames that must be drawn (0.4 s of speech)
+
+
+def test_live_mode_draws_frames_from_the_microphone(page, clip, config):
+    """Live: the fake microphone's audio goes to the server in chunks, frames come back and are
+    drawn as they arrive; Stop flushes the last frames; the clip plays again afterwards."""
+    page.evaluate("__viewer.lastError = null")
+    # auto is refused in the page before anything starts
+    page.select_option("#emotion", "auto")
+    page.click("#live")
+    assert "auto" in (page.evaluate("__viewer.lastError") or "")
+    assert page.evaluate("__viewer.liveState()") == "off"
+
+    page.evaluate("__viewer.lastError = null")
+    page.select_option("#emotion", "happy")
+    page.click("#live")
+    page.wait_for_function("['live', 'error'].includes(__viewer.liveState())", timeout=TIMEOUT_MS)
+    assert page.evaluate("__viewer.liveState()") == "live", page.evaluate("__viewer.lastError")
+    assert page.inner_text("#live") == "Stop" and page.is_disabled("#generate")
+    page.wait_for_function(
+        f"__viewer.liveDrawn() >= {LIVE_FRAMES} || __viewer.liveState() !== 'live'",
+        timeout=TIMEOUT_MS,
+    )
+    live = page.evaluate(
+        "({state: __viewer.liveState(), drawn: __viewer.liveDrawn(),"
+        " shown: __viewer.liveShown(), frames: __viewer.liveFrames(),"
+        " latency: __viewer.liveLatency(), error: __viewer.lastError,"
+        " splats: __viewer.numSplats()})"
+    )
+    assert live["state"] == "live", live
+    # newest wins: the frame on screen is the last one received, at least as far as those drawn
+    assert live["drawn"] - 1 <= live["shown"] < live["frames"], live
+    assert live["splats"] == clip["num_gaussians"]
+    assert live["latency"]["count"] >= LIVE_FRAMES and 0 < live["latency"]["median"] < 10_000
+    assert "latency" in page.inner_text("#live-status")
+    pixels = canvas_pixels(page)
+    h, w, _ = pixels.shape
+    background = np.round(255 * np.asarray(config["background"])).astype(np.uint8)
+    centre = foreground(pixels, background)[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3]
+    assert centre.mean() > 0.5, f"only {centre.mean():.1%} of the centre shows the head"
+
+    page.click("#live")  # stop: the server flushes the rest and says done
+    page.wait_for_function("['done', 'error'].includes(__viewer.liveState())", timeout=TIMEOUT_MS)
+    end = page.evaluate(
+        "({state: __viewer.liveState(), frames: __viewer.liveFrames(),"
+        " seconds: __viewer.liveSeconds(), latency: __viewer.liveLatency(),"
+        " peak: __viewer.livePeak(), error: __viewer.lastError})"
+    )
+    assert end["state"] == "done", end
+    assert end["peak"] > 0.05, "the microphone (the fake device's WAV) gave silence"
+    # every second of audio sent became 25 frames (the server resamples; allow one frame)
+    assert abs(end["frames"] - math.ceil(end["seconds"] * clip["fps"])) <= 1, end
+    latency = end["latency"]
+    print(
+        f"live latency: median {latency['median']:.0f} ms over {latency['count']} drawn frames, "
+        f"last {latency['last']:.0f} ms; {end['frames']} frames"
+    )
+    assert page.inner_text("#live") == "Live" and page.is_enabled("#generate")
+
+    # the clip is back under the playhead and plays
+    page.wait_for_function("__viewer.shownFrame() >= 0", timeout=TIMEOUT_MS)
+    seek(page, 0.0)
+    page.click("#play")
+    page.wait_for_function("__viewer.shownFrame() >= 2", timeout=TIMEOUT_MS)
+    page.click("#play")
+    page.wait_for_function("document.getElementById('audio').paused", timeout=TIMEOUT_MS)

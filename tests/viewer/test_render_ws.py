@@ -133,6 +133,18 @@ def test_unknown_clip_closes_the_socket(render_app):
     assert err.value.code == 4404
 
 
+def test_a_page_of_another_site_is_refused(render_app, done_clip):
+    from starlette.websockets import WebSocketDisconnect
+
+    _, client = render_app
+    evil = {"origin": "http://evil.example"}
+    with client.websocket_connect(f"/api/clips/{done_clip['id']}/render.ws", headers=evil) as ws:
+        assert "another site" in ws.receive_json()["detail"]
+        with pytest.raises(WebSocketDisconnect) as err:
+            ws.receive_text()
+    assert err.value.code == 4403
+
+
 def test_server_render_without_cuda_is_refused(viewer_head):
     from emotalk3d.viewer.server import create_app
 

@@ -9,6 +9,8 @@ export interface Config {
   examples: { name: string; duration: number }[];
   max_upload_mb: number;
   background: [number, number, number];
+  /** The server offers the live mode (`WS /api/live`). */
+  live?: boolean;
 }
 
 export type ClipStatus = "queued" | "running" | "done" | "error";

@@ -4,8 +4,9 @@
 
 import { Api, ApiError, type ClipInfo, type Config } from "./api";
 import { attachControls, DEFAULT_CAMERA, OrbitCamera } from "./camera";
-import type { Canonical } from "./decode";
+import type { Canonical, FrameRange } from "./decode";
 import { DEFAULT_FRAME_BUDGET_BYTES, FrameStore, frameAt } from "./frames";
+import { LiveSession, type LiveState, liveUrl } from "./live";
 import { type DrawMode, SplatRenderer } from "./renderer";
 
 type State = "loading" | "idle" | "generating" | "ready" | "error";
@@ -31,6 +32,22 @@ export interface ViewerHooks {
   /** Caps the bytes of frame data kept (drops chunks far from the playhead past it). */
   setFrameBudget(bytes: number): void;
   camera(): { yaw: number; pitch: number; distance: number; target: number[] };
+  /** Live mode: "off", "starting", "live", "stopping", "done" or "error". */
+  liveState(): LiveState;
+  /** Live frames received from the server in the current (or last) session. */
+  liveFrames(): number;
+  /** Live frames drawn (newest wins: frames that arrive together are drawn once). */
+  liveDrawn(): number;
+  /** Index of the live frame on screen (-1 none). */
+  liveShown(): number;
+  /** Audio chunks sent in the current (or last) session. */
+  liveChunks(): number;
+  /** Seconds of audio sent in the current (or last) session. */
+  liveSeconds(): number;
+  /** Largest |sample| sent in the current (or last) session. */
+  livePeak(): number;
+  /** Milliseconds from sending a chunk to drawing the newest frame it completed. */
+  liveLatency(): { last: number; median: number; count: number };
 }
 
 declare global {
@@ -40,6 +57,7 @@ declare global {
 }
 
 const POLL_MS = 250;
+const LATENCY_WINDOW = 200; // latencies kept for the median
 
 function byId<T extends HTMLElement>(id: string): T {
   const element = document.getElementById(id);
@@ -65,6 +83,8 @@ class Viewer {
   private readonly timeLabel = byId<HTMLElement>("time");
   private readonly counter = byId<HTMLElement>("frame-counter");
   private readonly resetButton = byId<HTMLButtonElement>("reset-view");
+  private readonly liveButton = byId<HTMLButtonElement>("live");
+  private readonly liveStatus = byId<HTMLElement>("live-status");
 
   private readonly camera = new OrbitCamera(DEFAULT_CAMERA);
   private renderer: SplatRenderer | null = null;
@@ -80,6 +100,12 @@ class Viewer {
   private dirty = true;
   private scrubbing = false;
   private generation = 0; // bumps per generate, so a stale poll stops
+  private live: LiveSession | null = null;
+  private liveNext: { index: number; range: FrameRange; sentAt: number } | null = null;
+  private liveShownIndex = -1;
+  private liveDrawnCount = 0;
+  private liveSentAt: number | null = null; // send time of the chunk behind the frame drawn last
+  private latencies: number[] = [];
 
   readonly hooks: ViewerHooks;
 
@@ -119,6 +145,18 @@ class Viewer {
         distance: this.camera.distance,
         target: [...this.camera.target],
       }),
+      liveState: () => this.live?.state ?? "off",
+      liveFrames: () => this.live?.frames ?? 0,
+      liveDrawn: () => this.liveDrawnCount,
+      liveShown: () => this.liveShownIndex,
+      liveChunks: () => this.live?.chunks ?? 0,
+      liveSeconds: () => this.live?.sentSeconds ?? 0,
+      livePeak: () => this.live?.peak ?? 0,
+      liveLatency: () => ({
+        last: this.latencies.at(-1) ?? NaN,
+        median: median(this.latencies),
+        count: this.latencies.length,
+      }),
     };
     window.__viewer = this.hooks;
   }
@@ -155,6 +193,8 @@ class Viewer {
     this.generateButton.addEventListener("click", () => void this.generate());
     this.playButton.addEventListener("click", () => void this.togglePlay());
     this.resetButton.addEventListener("click", () => this.camera.reset());
+    this.liveButton.addEventListener("click", () => this.toggleLive());
+    window.addEventListener("pagehide", () => this.live?.dispose());
     this.audio.addEventListener("play", () => (this.playButton.textContent = "Pause"));
     this.audio.addEventListener("pause", () => (this.playButton.textContent = "Play"));
     this.audio.addEventListener("error", () => {
@@ -191,6 +231,8 @@ class Viewer {
     const [r, g, b] = config.background.map((c) => Math.round(255 * c));
     this.canvas.style.background = `rgb(${r}, ${g}, ${b})`;
     this.generateButton.disabled = false;
+    this.liveButton.disabled = config.live === false;
+    this.liveButton.title = config.live === false ? "the live mode is off on this server" : "talk into the microphone";
   }
 
   /** Intensity means nothing for neutral, and for auto the emotion extractor decides it. */
@@ -217,6 +259,70 @@ class Viewer {
     }
     option.text = `upload: ${file.name}`;
     this.source.value = "upload";
+  }
+
+  private toggleLive(): void {
+    if (this.live?.active) {
+      this.live.stop();
+      return;
+    }
+    const emotion = this.emotion.value;
+    if (emotion === "auto") {
+      this.fail(new Error("the live mode needs a named emotion: 'auto' judges a whole clip, which a live stream does not have"), false);
+      return;
+    }
+    if (this.canonical === null || this.renderer === null) return;
+    this.audio.pause();
+    this.latencies = [];
+    this.liveDrawnCount = 0;
+    this.liveShownIndex = -1;
+    this.liveNext = null;
+    this.renderer.setSplats(this.canonical); // the frames that come carry no scales
+    this.shown = -1;
+    this.dirty = true;
+    const n = this.canonical.n;
+    const session: LiveSession = new LiveSession(liveUrl(window.location), {
+      frames: (range, sentAt) => {
+        if (this.live !== session || range.n !== n) return;
+        this.liveNext = { index: range.start + range.count - 1, range, sentAt }; // newest wins
+      },
+      state: (state, detail) => this.onLiveState(session, state, detail),
+    });
+    this.live = session;
+    void session.start(emotion, emotion === "neutral" ? null : Number(this.intensity.value));
+  }
+
+  private onLiveState(session: LiveSession, state: LiveState, detail?: string): void {
+    if (this.live !== session) return;
+    const active = session.active;
+    this.liveButton.textContent = active ? "Stop" : "Live";
+    this.generateButton.disabled = active || this.config === null || this.hooks.state === "generating";
+    this.playButton.disabled = active || this.clip === null;
+    if (state === "error") this.fail(new Error(`live mode: ${detail ?? "failed"}`), false);
+    if (!active) {
+      // back to the clip's frame under the playhead (or the subject at rest)
+      if (this.clip === null && this.canonical !== null) this.renderer?.setSplats(this.canonical);
+      this.shown = this.clip === null ? -1 : -2;
+      this.liveNext = null;
+      this.dirty = true;
+    }
+    this.showLiveStatus();
+  }
+
+  private showLiveStatus(): void {
+    const live = this.live;
+    if (live === null) return;
+    const { last, median: mid } = this.hooks.liveLatency();
+    const latency = Number.isFinite(last) ? `, latency ${last.toFixed(0)} ms (median ${mid.toFixed(0)} ms)` : "";
+    const words: Record<LiveState, string> = {
+      off: "",
+      starting: "live: starting the microphone…",
+      live: `live (${live.started?.emotion ?? ""}): ${live.frames} frames`,
+      stopping: `live: finishing… ${live.frames} frames`,
+      done: `live ended: ${live.frames} frames`,
+      error: "live mode stopped",
+    };
+    this.liveStatus.textContent = words[live.state] + (live.state === "starting" ? "" : latency);
   }
 
   private async generate(): Promise<void> {
@@ -345,12 +451,30 @@ class Viewer {
 
   private tick(): void {
     requestAnimationFrame(() => this.tick());
+    if (this.liveSentAt !== null) {
+      // the live frame drawn in the previous tick has been presented by now
+      this.latencies.push(performance.now() - this.liveSentAt);
+      if (this.latencies.length > LATENCY_WINDOW) this.latencies.shift();
+      this.liveSentAt = null;
+      this.liveDrawnCount++;
+      this.showLiveStatus();
+    }
     const renderer = this.renderer;
     if (renderer === null) return;
     if (renderer.resize()) this.dirty = true;
 
     const wanted = this.frameIndex();
-    if (this.clip !== null && this.store !== null) {
+    if (this.live?.active) {
+      const next = this.liveNext;
+      if (next !== null) {
+        this.liveNext = null;
+        renderer.setSplats({ n: next.range.n, ...next.range.frame(next.range.count - 1) });
+        this.liveShownIndex = next.index;
+        this.shown = -3; // a live frame
+        this.drawNow();
+        this.liveSentAt = next.sentAt;
+      }
+    } else if (this.clip !== null && this.store !== null) {
       const n = this.clip.num_frames;
       this.counter.textContent = `frame ${wanted} / ${n}`;
       const time = this.audio.currentTime;
@@ -389,6 +513,13 @@ class Viewer {
     else if (this.hooks.state === "generating") this.setState(this.clip !== null ? "ready" : "idle");
     console.error(err);
   }
+}
+
+function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 void new Viewer().start();
