@@ -53,11 +53,30 @@ def png(data: str) -> np.ndarray:  # [H, W, 3] uint8
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
 
 
+def firefox_has_webgl2() -> bool:
+    """Whether this machine's Firefox, set up as firefox.mjs sets it up, gives a WebGL2
+    context on a blank page (it needs Mesa's EGL and software rasterizer)."""
+    proc = subprocess.run(
+        ["node", str(SCRIPT), "--probe", str(FIREFOX)],
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"firefox.mjs --probe failed:\n{proc.stderr[-3000:]}"
+    return bool(json.loads(proc.stdout.strip().splitlines()[-1])["webgl2"])
+
+
 @pytest.fixture(scope="module")
 def seen(viewer_server) -> dict:
     """What firefox.mjs saw of the page served by the live viewer."""
     if not (WEB / "dist" / "index.html").is_file():
         pytest.fail(f"the web client is not built ({WEB / 'dist'} is missing): run `make web`")
+    if not firefox_has_webgl2():
+        pytest.skip(
+            "this machine's Firefox gives no WebGL2 context even on a blank page (install "
+            "Mesa: apt-get install libgl1-mesa-dri libegl-mesa0); the page needs WebGL2"
+        )
     proc = subprocess.run(
         ["node", str(SCRIPT), viewer_server, str(FIREFOX)],
         cwd=WEB,

@@ -3,6 +3,7 @@
 // downloaded here. Software WebGL2 comes from Mesa (llvmpipe).
 //
 //   node test/firefox.mjs URL [FIREFOX]      (URL: a running `emotalk3d viewer`)
+//   node test/firefox.mjs --probe [FIREFOX]  ({"webgl2": bool}: can this Firefox draw at all?)
 //
 // It goes through the page's own controls like tests/viewer/test_browser.py does in Chromium
 // (load, generate from the shortest example, seek, play, pause) and prints one JSON line of
@@ -29,6 +30,18 @@ const browser = await puppeteer.launch({
     "media.autoplay.blocking_policy": 0,
   },
 });
+if (url === "--probe") {
+  // the same browser set-up on a blank page: does it give a WebGL2 context on this machine?
+  try {
+    const page = await browser.newPage();
+    await page.setContent("<canvas id=c></canvas>");
+    const webgl2 = await page.evaluate(() => !!document.getElementById("c").getContext("webgl2"));
+    console.log(JSON.stringify({ browser: await browser.version(), webgl2 }));
+  } finally {
+    await browser.close();
+  }
+  process.exit(0);
+}
 const out = { browser: await browser.version(), errors: [] };
 try {
   const page = await browser.newPage();
