@@ -252,7 +252,7 @@ def foreign_origin(socket: WebSocket) -> LiveError | None:
     )
 
 
-async def _close_with(socket: WebSocket, error: LiveError) -> None:
+async def close_with(socket: WebSocket, error: LiveError) -> None:
     """Send {"detail": ...} and close with the error's code (the client may be gone already)."""
     with contextlib.suppress(Exception):
         await socket.send_json({"detail": error.detail})
@@ -333,7 +333,7 @@ def add_live_socket(app: FastAPI, store: ClipStore, max_seconds: float, max_sess
     async def live_socket(socket: WebSocket) -> None:
         await socket.accept()
         if (refusal := foreign_origin(socket)) is not None:
-            await _close_with(socket, refusal)
+            await close_with(socket, refusal)
             return
         if state["active"] >= max_sessions:  # checked and counted without awaiting in between
             detail = (
@@ -342,7 +342,7 @@ def add_live_socket(app: FastAPI, store: ClipStore, max_seconds: float, max_sess
                 else f"the live mode is busy: {max_sessions} session(s) at a time; try again "
                 "when the running one stops"
             )
-            await _close_with(socket, LiveError(4403 if max_sessions < 1 else 4429, detail))
+            await close_with(socket, LiveError(4403 if max_sessions < 1 else 4429, detail))
             return
         state["active"] += 1
         try:
@@ -350,11 +350,11 @@ def add_live_socket(app: FastAPI, store: ClipStore, max_seconds: float, max_sess
         except (WebSocketDisconnect, OSError):  # the client left (uvicorn: ClientDisconnected)
             log.info("live session: the client disconnected")
         except LiveError as exc:
-            await _close_with(socket, exc)
+            await close_with(socket, exc)
         except Exception as exc:  # never a traceback to the client
             log.exception("live session failed", exc_info=exc)
             detail = f"internal server error ({type(exc).__name__}); see the server log"
-            await _close_with(socket, LiveError(1011, detail))
+            await close_with(socket, LiveError(1011, detail))
         finally:
             state["active"] -= 1
 

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from emotalk3d.audio.load import SAMPLE_RATE, AudioError, AudioTooLongError, load_audio
 from emotalk3d.constants import EMOTIONS
 from emotalk3d.viewer.clips import DONE, ClipRequest, ClipStore, QueueFull, bundle_id
-from emotalk3d.viewer.live import add_live_socket, foreign_origin
+from emotalk3d.viewer.live import add_live_socket, close_with, foreign_origin
 from emotalk3d.viewer.settings import (
     DECODE_SLOTS,
     DEFAULT_CACHE_MB,
@@ -508,8 +508,7 @@ def _add_render_socket(app: FastAPI, store: ClipStore, head: Any, device: str, i
     async def render_socket(socket: WebSocket, clip_id: str) -> None:
         await socket.accept()
         if (refusal := foreign_origin(socket)) is not None:
-            await socket.send_json({"detail": refusal.detail})
-            await socket.close(code=refusal.code)
+            await close_with(socket, refusal)
             return
         clip = store.get(clip_id) if ids.match(clip_id) else None
         if clip is None or clip.status != DONE:
