@@ -28,6 +28,7 @@ from emotalk3d.audio.load import SAMPLE_RATE
 HubertSize = Literal["tiny", "small", "base"]
 FreezeMode = Literal["none", "feature_extractor", "facexhubert", "all"]
 
+DROPOUT_KEYS = ("hidden_dropout", "attention_dropout", "activation_dropout")
 NORM_EPS = 1e-7  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
 
 
@@ -229,6 +230,7 @@ class HubertEncoder(nn.Module):
         freeze: FreezeMode | int | list[str] = "facexhubert",
         layer: int | Literal["last", "weighted"] = "last",
         normalize: bool = True,
+        dropout: float | None = None,
     ) -> None:
         """Build or load the encoder.
 
@@ -248,12 +250,21 @@ class HubertEncoder(nn.Module):
                 states with learnt weights, initialised uniform).
             normalize: Normalise each clip to zero mean and unit variance (as
                 Wav2Vec2FeatureExtractor's do_normalize) before the model.
+            dropout: The transformer's hidden, attention and activation dropout (active in
+                train mode, frozen layers included); None keeps the config's (0.1).
         """
         super().__init__()
+        overrides = {}
+        if dropout is not None:
+            if not 0.0 <= dropout < 1.0:
+                raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+            overrides = {k: float(dropout) for k in DROPOUT_KEYS}
         if pretrained is None:
-            self.model = HubertModel(hubert_config(size))
+            config = hubert_config(size)
+            config.update(overrides)
+            self.model = HubertModel(config)
         else:
-            self.model = load_pretrained(HubertModel, pretrained)
+            self.model = load_pretrained(HubertModel, pretrained, **overrides)
         self.pretrained = pretrained
         self.normalize = normalize
         num_states = self.model.config.num_hidden_layers + 1
@@ -319,18 +330,56 @@ class HubertEncoder(nn.Module):
         lengths: Tensor | None,  # [B]
         normalize: bool,
     ) -> Tensor:  # [B, T_a, D]
+        return self.combine(self._states(audio, lengths, normalize))
+
+    def hidden_states(
+        self,
+        audio: Tensor,  # [B, S]
+        lengths: Tensor | None = None,  # [B]
+    ) -> Tensor:  # [K, B, T_a, D]
+        """The hidden states the output is made of, before `combine`.
+
+        K is all L + 1 states for ``layer="weighted"`` and 1 (the chosen state) otherwise, so
+        ``combine(hidden_states(audio, lengths)) == forward(audio, lengths)``. With a fully
+        frozen model these depend on the audio alone (in eval mode), which lets training
+        compute them once per clip (`S2GModule`'s ``feature_cache``) while the layer mix
+        keeps learning.
+        """
+        audio, lengths = check_audio_batch(audio, lengths, self.min_samples, "HubertEncoder")
+        return self._states(audio, lengths, normalize=self.normalize)
+
+    def combine(
+        self,
+        states: Tensor,  # [K, B, T_a, D] from hidden_states
+    ) -> Tensor:  # [B, T_a, D]
+        """The encoder output from its hidden states: the learnt softmax mix for
+        ``layer="weighted"``, the one state otherwise."""
+        if self.layer != "weighted":
+            return states[0]
+        if states.shape[0] != self.layer_weights.shape[0]:
+            raise ValueError(
+                f"combine needs the {self.layer_weights.shape[0]} hidden states of "
+                f"hidden_states(), got {states.shape[0]}"
+            )
+        weights = torch.softmax(self.layer_weights, dim=0)
+        return torch.einsum("k,kbtd->btd", weights.to(states.dtype), states)
+
+    def _states(
+        self,
+        audio: Tensor,  # [B, S]
+        lengths: Tensor | None,  # [B]
+        normalize: bool,
+    ) -> Tensor:  # [K, B, T_a, D]
         if normalize:
             audio = normalize_audio(audio, lengths)
         mask = None if lengths is None else lengths_to_mask(lengths, audio.shape[1]).long()
         need_all = self.layer != "last"
         out = self.model(input_values=audio, attention_mask=mask, output_hidden_states=need_all)
         if self.layer == "last":
-            return out.last_hidden_state
+            return out.last_hidden_state[None]
         if self.layer == "weighted":
-            states = torch.stack(out.hidden_states, dim=0)  # [L+1, B, T_a, D]
-            weights = torch.softmax(self.layer_weights, dim=0)
-            return torch.einsum("l,lbtd->btd", weights, states)
-        return out.hidden_states[self.layer]
+            return torch.stack(out.hidden_states, dim=0)  # [L+1, B, T_a, D]
+        return out.hidden_states[self.layer][None]
 
     @torch.no_grad()
     def encode_long(

@@ -15,6 +15,7 @@ from typing import Literal
 
 import lightning.pytorch as pl
 import numpy as np
+import soxr
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -37,13 +38,19 @@ class SpeechClip:
     label: int  # index into EMOTIONS
     intensity: float  # in [0, 1]; 0 for neutral
     meshes: Tensor | None = None  # [T, P, 3] float32 mm
+    index: int = 0  # position in its split's clip list
+    start_frame: int = 0  # first motion frame of a training window within the clip
 
 
 class SpeechClips(Dataset):
-    """Clips, optionally cut to random windows of at most `max_frames` motion frames.
+    """Clips, optionally cut to random windows of at most `max_frames` motion frames, and
+    optionally speed-perturbed.
 
     A window starts on a motion frame; its audio is the matching samples, so a window of n
     frames has n * sample_rate / fps samples and `num_motion_frames` of it is n.
+
+    With `speed_perturb` a > 0 each item is the clip played at a random rate r in
+    [1 - a, 1 + a] (`speed_perturbed`): audio resampled, meshes interpolated to match.
     """
 
     def __init__(
@@ -51,16 +58,24 @@ class SpeechClips(Dataset):
         clips: list[SpeechClip],
         fps: int,
         max_frames: int | None = None,
+        speed_perturb: float = 0.0,
     ) -> None:
+        if not 0.0 <= speed_perturb < 0.5:
+            raise ValueError(f"speed_perturb must lie in [0, 0.5), got {speed_perturb}")
         self.clips = clips
         self.fps = fps
         self.max_frames = max_frames
+        self.speed_perturb = speed_perturb
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, index: int) -> SpeechClip:
         clip = self.clips[index]
+        if self.speed_perturb > 0:
+            # torch's RNG: seeded by seed_everything and distinct per DataLoader worker
+            rate = 1.0 + self.speed_perturb * (2.0 * float(torch.rand(())) - 1.0)
+            return speed_perturbed(clip, rate, self.fps, self.max_frames, float(torch.rand(())))
         if self.max_frames is None:
             return clip
         hop = SAMPLE_RATE // self.fps
@@ -78,7 +93,59 @@ class SpeechClips(Dataset):
             label=clip.label,
             intensity=clip.intensity,
             meshes=None if clip.meshes is None else clip.meshes[f0:f1],
+            index=clip.index,
+            start_frame=f0,
         )
+
+
+def speed_perturbed(
+    clip: SpeechClip,
+    rate: float,
+    fps: int,
+    max_frames: int | None = None,
+    position: float = 0.0,
+) -> SpeechClip:
+    """A window of `clip` played `rate` times as fast (rate > 1: faster and higher).
+
+    Speed perturbation as in speech recognition (Ko et al., Interspeech 2015), with the face
+    kept in step: output frame k shows the clip at its frame t0 + k * rate (meshes linearly
+    interpolated) and the audio is the matching span resampled (soxr) to n * sample_rate / fps
+    samples, so the window's frame and sample counts follow the usual rule. The window has as
+    many frames n as fit in the clip, at most `max_frames`; `position` in [0, 1] places it
+    from the clip's start to its end. Its `start_frame` is -1: it is no slice of the clip.
+    """
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    hop = SAMPLE_RATE // fps
+    T = clip.meshes.shape[0] if clip.meshes is not None else -(-len(clip.audio) // hop)
+    n = int((T - 1) / rate + 1e-9) + 1  # frames whose source positions lie in [0, T - 1]
+    if max_frames is not None:
+        n = min(n, max_frames)
+    t0 = position * max(0.0, (T - 1) - (n - 1) * rate)  # first source frame (fractional)
+    first = int(round(t0 * hop))
+    count = min(len(clip.audio) - first, int(round(n * rate * hop)))
+    span = clip.audio[first : first + count].numpy()
+    audio = soxr.resample(span, SAMPLE_RATE * rate, SAMPLE_RATE)  # HQ by default
+    audio = torch.from_numpy(np.ascontiguousarray(audio[: n * hop], dtype=np.float32))
+    audio = torch.nn.functional.pad(audio, (0, n * hop - len(audio)))  # soxr may give 1 short
+    meshes = None
+    if clip.meshes is not None:
+        pos = t0 + rate * torch.arange(n, dtype=torch.float64)  # [n] source frames
+        lo = pos.floor().long().clamp(max=T - 1)
+        hi = (lo + 1).clamp(max=T - 1)
+        w = (pos - lo).to(torch.float32)[:, None, None]  # [n, 1, 1]
+        meshes = torch.lerp(clip.meshes[lo], clip.meshes[hi], w)  # [n, P, 3]
+    return SpeechClip(
+        name=clip.name,
+        subject=clip.subject,
+        audio=audio,
+        emotion=clip.emotion,
+        label=clip.label,
+        intensity=clip.intensity,
+        meshes=meshes,
+        index=clip.index,
+        start_frame=-1,
+    )
 
 
 def collate_clips(
@@ -89,9 +156,11 @@ def collate_clips(
     """Batch clips with zero padding on the right.
 
     Returns a dict with: audio [B, S], audio_lengths [B], emotion [B, E], subject [B],
-    label [B], intensity [B]; and, for clips with meshes: meshes [B, T, P, 3] (padding repeats
-    each clip's last frame), num_frames [B], frame_mask [B, T] bool, template [B, P, 3], and one
-    [B, P] bool mask per region (e.g. lips, eyes).
+    label [B], intensity [B], clip_index [B] (position in the split) and start_frame [B]
+    (first motion frame of each window in its clip: 0 for whole clips); and, for clips with
+    meshes: meshes [B, T, P, 3] (padding repeats each clip's last frame), num_frames [B],
+    frame_mask [B, T] bool, template [B, P, 3], and one [B, P] bool mask per region (e.g.
+    lips, eyes).
     """
     B = len(clips)
     lengths = torch.tensor([len(c.audio) for c in clips])
@@ -106,6 +175,8 @@ def collate_clips(
         "subject": subject,
         "label": torch.tensor([c.label for c in clips]),
         "intensity": torch.tensor([c.intensity for c in clips], dtype=torch.float32),
+        "clip_index": torch.tensor([c.index for c in clips]),
+        "start_frame": torch.tensor([c.start_frame for c in clips]),
     }
     if clips[0].meshes is not None:
         num_frames = torch.tensor([c.meshes.shape[0] for c in clips])
@@ -139,8 +210,11 @@ class _SpeechDataModule(pl.LightningDataModule):
         generate_size: Literal["tiny", "small", "full"] = "small",
         generate_subjects: int | None = None,
         seed: int = 0,
+        speed_perturb: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= speed_perturb < 0.5:
+            raise ValueError(f"speed_perturb must lie in [0, 0.5), got {speed_perturb}")
         if fps < 1 or SAMPLE_RATE % fps:
             raise ValueError(f"fps must divide {SAMPLE_RATE} (e.g. 25), got {fps}")
         if max_seconds is not None and max_seconds * fps < 1:
@@ -154,6 +228,7 @@ class _SpeechDataModule(pl.LightningDataModule):
         self.generate_size = generate_size
         self.generate_subjects = generate_subjects
         self.seed = seed
+        self.speed_perturb = speed_perturb
         self._info: list[SubjectInfo] | None = None
         self._clips: dict[str, list[SpeechClip]] = {}
 
@@ -266,6 +341,7 @@ class _SpeechDataModule(pl.LightningDataModule):
                             label=EMOTIONS.index(meta.emotion),
                             intensity=float(e[-1]),
                             meshes=meshes,
+                            index=len(out),
                         )
                     )
             self._clips[split] = out
@@ -301,7 +377,7 @@ class _SpeechDataModule(pl.LightningDataModule):
         if train and self.max_seconds is not None:
             max_frames = max(1, int(self.max_seconds * self.fps))
         return DataLoader(
-            SpeechClips(clips, self.fps, max_frames),
+            SpeechClips(clips, self.fps, max_frames, self.speed_perturb if train else 0.0),
             batch_size=self.batch_size,
             shuffle=train,
             num_workers=self.num_workers,
@@ -345,6 +421,7 @@ class S2GDataModule(_SpeechDataModule):
         generate_size: Literal["tiny", "small", "full"] = "small",
         generate_subjects: int | None = None,
         seed: int = 0,
+        speed_perturb: float = 0.0,
     ) -> None:
         """Configure the data.
 
@@ -364,6 +441,10 @@ class S2GDataModule(_SpeechDataModule):
                 missing: tiny (tests), small (CPU demo) or full.
             generate_subjects: Subjects to generate (None: the preset's default).
             seed: Seed of the generated dataset and of the random training windows.
+            speed_perturb: a > 0 plays each training window at a random rate in
+                [1 - a, 1 + a], audio resampled and meshes interpolated in step
+                (`speed_perturbed`): more voices and speaking rates from the same sentences.
+                0: off. Validation and test are never perturbed.
         """
         super().__init__(
             data_dir=data_dir,
@@ -375,6 +456,7 @@ class S2GDataModule(_SpeechDataModule):
             generate_size=generate_size,
             generate_subjects=generate_subjects,
             seed=seed,
+            speed_perturb=speed_perturb,
         )
 
 

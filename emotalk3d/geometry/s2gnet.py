@@ -261,8 +261,8 @@ class S2GNet(nn.Module):
         Returns:
             Face points [B, T, P, 3] = template + predicted offsets.
         """
-        B = audio.shape[0]
-        template = self._check_inputs(audio, template, emotion, subject)
+        self._check_audio(audio)
+        self._check_conditions(audio.shape[0], template, emotion, subject)  # before the encoder
         if self.audio_encoder is not None:
             if num_frames is None:
                 num_frames = self.num_frames(audio.shape[1])
@@ -277,6 +277,33 @@ class S2GNet(nn.Module):
             if num_frames is None:
                 raise ValueError("S2GNet on precomputed features needs num_frames (T)")
             features, feature_lengths = audio, audio_lengths
+        return self.decode(
+            features, template, emotion, subject, num_frames, feature_lengths, frame_lengths
+        )
+
+    def decode(
+        self,
+        features: Tensor,  # [B, T_a, D] 50 Hz audio features
+        template: Tensor,  # [B, P, 3] (or [P, 3], shared)
+        emotion: Tensor,  # [B, E]
+        subject: Tensor,  # [B] int64 subject ids
+        num_frames: int,
+        feature_lengths: Tensor | None = None,  # [B]
+        frame_lengths: Tensor | None = None,  # [B]
+    ) -> Tensor:  # [B, T, P, 3]
+        """Face points from audio features: everything of `forward` after the encoder.
+
+        `forward` with an encoder calls this on the encoder's output; training on features
+        cached from a frozen encoder calls it directly. Arguments as `forward`'s for
+        precomputed features.
+        """
+        B = features.shape[0]
+        if features.ndim != 3 or features.shape[-1] != self.audio_dim:
+            raise ValueError(
+                f"features must be [B, T_a, D] with D = audio_dim = {self.audio_dim}, got "
+                f"{tuple(features.shape)}"
+            )
+        template = self._check_conditions(B, template, emotion, subject)
         x = align_features(features, num_frames, feature_lengths, frame_lengths)  # [B, T, 2D]
         x = stack_future(x, self.lookahead)  # [B, T, 2D (lookahead + 1)]
         h, _ = self.gru(self.input_proj(x))  # [B, T, H]
@@ -287,21 +314,18 @@ class S2GNet(nn.Module):
         offsets = self.head(self.fuse(torch.cat(cond, dim=-1)))  # [B, T, P * 3]
         return template[:, None] + offsets.view(B, T, self.num_points, 3)
 
-    def _check_inputs(
+    def _check_audio(self, audio: Tensor) -> None:
+        want = "[B, S] raw audio" if self.audio_encoder is not None else "[B, T_a, D] features"
+        if audio.ndim != (2 if self.audio_encoder is not None else 3):
+            raise ValueError(f"S2GNet expects {want}, got {tuple(audio.shape)}")
+
+    def _check_conditions(
         self,
-        audio: Tensor,  # [B, S] or [B, T_a, D]
+        B: int,
         template: Tensor,  # [B, P, 3] or [P, 3]
         emotion: Tensor,  # [B, E]
         subject: Tensor,  # [B]
     ) -> Tensor:  # [B, P, 3]
-        B = audio.shape[0]
-        want = "[B, S] raw audio" if self.audio_encoder is not None else "[B, T_a, D] features"
-        if audio.ndim != (2 if self.audio_encoder is not None else 3):
-            raise ValueError(f"S2GNet expects {want}, got {tuple(audio.shape)}")
-        if self.audio_encoder is None and audio.shape[-1] != self.audio_dim:
-            raise ValueError(
-                f"features must have D = audio_dim = {self.audio_dim}, got {audio.shape[-1]}"
-            )
         if template.ndim == 2:
             template = template.expand(B, -1, -1)
         if template.shape != (B, self.num_points, 3):

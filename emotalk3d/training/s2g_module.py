@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
 from emotalk3d.audio.hubert import HubertEncoder
-from emotalk3d.geometry.s2gnet import S2GNet
+from emotalk3d.geometry.s2gnet import S2GNet, align_features
 from emotalk3d.training.losses import region_weights, velocity_loss, vertex_loss
 from emotalk3d.training.metrics import (
     emotional_vertex_error,
@@ -65,18 +65,30 @@ def run_progress(
 
 
 def lr_scheduler_config(
-    optimizer: torch.optim.Optimizer, trainer: pl.Trainer | None, warmup_steps: int, schedule: str
+    optimizer: torch.optim.Optimizer,
+    trainer: pl.Trainer | None,
+    warmup_steps: int,
+    schedule: str,
+    group_starts: list[int] | None = None,
 ) -> dict:
     """Per-step LambdaLR config for `configure_optimizers`: warm-up, then cosine over the run
-    (its steps, or its `max_time` when that ends it first) or constant."""
+    (its steps, or its `max_time` when that ends it first) or constant. `group_starts[i]`
+    holds parameter group i at learning rate 0 before that step (default: all start at 0)."""
     total = total_steps(trainer)
 
     def factor(step: int) -> float:
         progress = run_progress(trainer, step, warmup_steps, total)
         return warmup_cosine(step, warmup_steps, progress, schedule)
 
+    starts = group_starts or [0] * len(optimizer.param_groups)
+    if len(starts) != len(optimizer.param_groups):
+        raise ValueError(f"group_starts needs {len(optimizer.param_groups)} steps, got {starts}")
+
+    def held(start: int):
+        return lambda step: factor(step) if step >= start else 0.0
+
     return {
-        "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
+        "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, [held(s) for s in starts]),
         "interval": "step",
     }
 
@@ -132,6 +144,9 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
         weight_decay: float = 0.01,
         warmup_steps: int = 100,
         lr_schedule: Literal["constant", "cosine"] = "cosine",
+        feature_cache: int = 0,
+        hubert_dropout: float | None = None,
+        encoder_start_step: int = 0,
     ) -> None:
         """Configure the model and its training.
 
@@ -162,6 +177,21 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
             weight_decay: AdamW weight decay.
             warmup_steps: linear learning-rate warm-up steps.
             lr_schedule: "cosine" decay to 5% over the run after warm-up, or "constant".
+            feature_cache: n > 0, with a fully frozen encoder (`hubert_freeze: all`): when
+                fitting starts, run the encoder n times over every whole training clip and
+                keep its hidden states; each training window then reads one of its clip's n
+                passes, drawn at random, through `S2GNet.decode` instead of running the
+                encoder. The passes run in train mode, as the per-step encoder does, so they
+                carry its dropout and time masking: n noisy versions of each clip's features.
+                A layer mix (`hubert_layer: weighted`) keeps learning. Validation and test
+                run the encoder (eval mode) on the audio. 0: the encoder runs every step.
+            hubert_dropout: the encoder's hidden, attention and activation dropout (None: its
+                config's 0.1). Frozen layers apply it too in train mode: noise on the
+                features that regularises S2GNet.
+            encoder_start_step: the trainable encoder layers keep learning rate 0 until this
+                optimiser step, then follow the schedule at `encoder_lr`: S2GNet first learns
+                to read the random features, then the encoder adapts them (two-stage
+                training; 0 trains both from the start).
         """
         super().__init__()
         if num_points < 1:
@@ -172,7 +202,11 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
         subject_names = list(subject_names) if subject_names else ["subject"]
         self.save_hyperparameters()
         encoder = HubertEncoder(
-            pretrained=hubert_pretrained, size=hubert_size, freeze=hubert_freeze, layer=hubert_layer
+            pretrained=hubert_pretrained,
+            size=hubert_size,
+            freeze=hubert_freeze,
+            layer=hubert_layer,
+            dropout=hubert_dropout,
         )
         self.net = S2GNet(
             num_points=num_points,
@@ -192,6 +226,19 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
         self.register_buffer("subject_templates", torch.zeros(len(subject_names), num_points, 3))
         self.register_buffer("lips", torch.zeros(num_points, dtype=torch.bool))
         self.register_buffer("eyes", torch.zeros(num_points, dtype=torch.bool))
+        if feature_cache < 0:
+            raise ValueError(f"feature_cache counts encoder passes (>= 0), got {feature_cache}")
+        if feature_cache and any(p.requires_grad for p in encoder.model.parameters()):
+            raise ValueError(
+                "feature_cache needs a fully frozen encoder (its features must not change "
+                f"while training), but hubert_freeze={hubert_freeze!r} leaves layers trainable; "
+                "set hubert_freeze: all or feature_cache: 0"
+            )
+        self._feature_cache: list[Tensor] | None = None  # per training clip [n, K, 2 T, D]
+        # HuBERT weights that train (after encoder_start_step), by name
+        self._encoder_trainable = {
+            n for n, p in encoder.model.named_parameters() if p.requires_grad
+        }
 
     @property
     def subject_names(self) -> list[str]:
@@ -214,6 +261,55 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
         for name in ("lips", "eyes"):
             if name in regions:
                 getattr(self, name).copy_(regions[name])
+        if stage == "fit" and self.hparams.feature_cache:
+            if getattr(dm, "speed_perturb", 0.0):
+                raise ValueError(
+                    "feature_cache caches features of the clips as they are, but the data "
+                    f"perturbs their speed (speed_perturb={dm.speed_perturb}); set one of "
+                    "model feature_cache: 0 or data speed_perturb: 0"
+                )
+            clips = dm.clips("train")
+            self._feature_cache = self.encode_clips(
+                [c.audio for c in clips], [len(c.meshes) for c in clips], self.hparams.feature_cache
+            )
+
+    @torch.no_grad()
+    def encode_clips(
+        self, audios: list[Tensor], num_frames: list[int], passes: int = 1
+    ) -> list[Tensor]:  # each [passes, K, 2 T_i, D]
+        """`passes` train-mode runs of the frozen encoder over whole clips (16 kHz audio
+        [S_i] with T_i motion frames each): hidden states resampled to exactly two per motion
+        frame as `S2GNet.decode` pairs them, so a window of motion frames [f0, f1) is
+        states[:, :, 2 f0 : 2 f1]."""
+        encoder = self.net.audio_encoder
+        was_training = encoder.training
+        encoder.train()  # dropout and time masking, as the per-step encoder in training
+        try:
+            out = []
+            for audio, T in zip(audios, num_frames, strict=True):
+                runs = []
+                for _ in range(passes):
+                    states = encoder.hidden_states(audio[None].to(self.device))  # [K, 1, T_a, D]
+                    paired = align_features(states[:, 0], T)  # [K, T, 2 D]
+                    runs.append(paired.reshape(states.shape[0], 2 * T, -1).cpu())
+                out.append(torch.stack(runs))
+            return out
+        finally:
+            encoder.train(was_training)
+
+    def cached_features(self, batch: dict[str, Tensor]) -> Tensor:  # [B, 2 T, D]
+        """The encoder output for a training batch's windows, from the feature cache (one of
+        each clip's cached passes, drawn at random per window)."""
+        T = batch["meshes"].shape[1]
+        passes, K, _, D = self._feature_cache[0].shape
+        states = self._feature_cache[0].new_zeros(K, len(batch["clip_index"]), 2 * T, D)
+        drawn = torch.randint(0, passes, (len(batch["clip_index"]),))
+        for i, (c, f0, n) in enumerate(
+            zip(batch["clip_index"], batch["start_frame"], batch["num_frames"], strict=True)
+        ):
+            cached = self._feature_cache[int(c)][int(drawn[i])]  # [K, 2 T_c, D]
+            states[:, i, : 2 * n] = cached[:, 2 * int(f0) : 2 * int(f0 + n)]
+        return self.net.audio_encoder.combine(states.to(self.device))
 
     def forward(
         self,
@@ -261,8 +357,27 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
         vel = velocity_loss(pred, batch["meshes"], **kw)
         return {"loss": vert + hp.velocity_weight * vel, "vertex": vert, "velocity": vel}
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Before `encoder_start_step` the trainable encoder weights get no gradient at all
+        (their learning rate is 0 then), so the first stage costs what a frozen encoder does."""
+        held = self.global_step < self.hparams.encoder_start_step
+        for name, p in self.net.audio_encoder.model.named_parameters():
+            if name in self._encoder_trainable:
+                p.requires_grad_(not held)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        pred = self.predict_batch(batch)
+        if self._feature_cache is None:
+            pred = self.predict_batch(batch)
+        else:
+            pred = self.net.decode(
+                self.cached_features(batch),
+                batch["template"],
+                batch["emotion"],
+                batch["subject"],
+                num_frames=batch["meshes"].shape[1],
+                feature_lengths=2 * batch["num_frames"],
+                frame_lengths=batch["num_frames"],
+            )
         losses = self._losses(batch, pred)
         B = pred.shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=B)
@@ -294,12 +409,20 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        enc_params = [p for p in self.net.audio_encoder.parameters() if p.requires_grad]
-        enc_ids = {id(p) for p in self.net.audio_encoder.parameters()}
+        # the HuBERT weights; the layer mix (`hubert_layer: weighted`) learns with S2GNet
+        encoder = self.net.audio_encoder.model
+        enc_params = [p for p in encoder.parameters() if p.requires_grad]
+        enc_ids = {id(p) for p in encoder.parameters()}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in enc_ids]
         groups = [{"params": rest, "lr": hp.lr}]
         if enc_params:
             groups.append({"params": enc_params, "lr": hp.encoder_lr or hp.lr})
         optimizer = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
-        scheduler = lr_scheduler_config(optimizer, self._trainer, hp.warmup_steps, hp.lr_schedule)
+        scheduler = lr_scheduler_config(
+            optimizer,
+            self._trainer,
+            hp.warmup_steps,
+            hp.lr_schedule,
+            group_starts=[0, hp.encoder_start_step][: len(groups)],
+        )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -145,6 +145,23 @@ def test_layer_choice_and_weighted_sum():
     assert weighted.layer_weights.requires_grad
 
 
+@pytest.mark.parametrize("layer", ["last", 1, "weighted"])
+def test_hidden_states_then_combine_is_the_forward_output(layer):
+    torch.manual_seed(4)
+    encoder = HubertEncoder(size="tiny", layer=layer).eval()
+    if layer == "weighted":
+        with torch.no_grad():
+            encoder.layer_weights.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    audio, lengths = _audio(2, 0.6), torch.tensor([9600, 7000])
+    with torch.no_grad():
+        states = encoder.hidden_states(audio, lengths)
+        assert states.shape[0] == (3 if layer == "weighted" else 1)
+        assert torch.allclose(encoder.combine(states), encoder(audio, lengths), atol=1e-6)
+    if layer == "weighted":
+        with pytest.raises(ValueError, match="3 hidden states"):
+            encoder.combine(states[:2])
+
+
 def test_frame_counts_and_shape_errors():
     enc = HubertEncoder(size="tiny")
     for s in (400, 719, 720, 16000, 16001, 33333):
