@@ -357,6 +357,18 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
         vel = velocity_loss(pred, batch["meshes"], **kw)
         return {"loss": vert + hp.velocity_weight * vel, "vertex": vert, "velocity": vel}
 
+    def predict_cached(self, batch: dict[str, Tensor]) -> Tensor:  # [B, T, P, 3]
+        """`predict_batch` with the encoder's output read from the feature cache."""
+        return self.net.decode(
+            self.cached_features(batch),
+            batch["template"],
+            batch["emotion"],
+            batch["subject"],
+            num_frames=batch["meshes"].shape[1],
+            feature_lengths=2 * batch["num_frames"],
+            frame_lengths=batch["num_frames"],
+        )
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Before `encoder_start_step` the trainable encoder weights get no gradient at all
         (their learning rate is 0 then), so the first stage costs what a frozen encoder does."""
@@ -366,18 +378,8 @@ class S2GModule(TrainTimeMixin, pl.LightningModule):
                 p.requires_grad_(not held)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        if self._feature_cache is None:
-            pred = self.predict_batch(batch)
-        else:
-            pred = self.net.decode(
-                self.cached_features(batch),
-                batch["template"],
-                batch["emotion"],
-                batch["subject"],
-                num_frames=batch["meshes"].shape[1],
-                feature_lengths=2 * batch["num_frames"],
-                frame_lengths=batch["num_frames"],
-            )
+        cached = self._feature_cache is not None
+        pred = self.predict_cached(batch) if cached else self.predict_batch(batch)
         losses = self._losses(batch, pred)
         B = pred.shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=B)

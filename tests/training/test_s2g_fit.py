@@ -163,15 +163,7 @@ def test_feature_cache_gives_the_encoder_path_on_whole_clips(datamodule):
     batch = collate_clips(clips, datamodule.templates, {"lips": datamodule.regions["lips"]})
     with torch.no_grad():
         raw = model.predict_batch(batch)  # the encoder on the audio, as validation and inference
-        cached = model.net.decode(
-            model.cached_features(batch),
-            batch["template"],
-            batch["emotion"],
-            batch["subject"],
-            num_frames=batch["meshes"].shape[1],
-            feature_lengths=2 * batch["num_frames"],
-            frame_lengths=batch["num_frames"],
-        )
+        cached = model.predict_cached(batch)
     mask = batch["frame_mask"]
     assert (raw - batch["template"][:, None])[mask].abs().max() > 1e-2  # the head moves points
     assert torch.allclose(cached[mask], raw[mask], atol=1e-4)
